@@ -1,0 +1,1 @@
+"""Subcommands of the ``ngl`` CLI, one module each (see :data:`ngl.cli.COMMANDS`)."""

@@ -1,0 +1,156 @@
+"""The Next Generation Loss (NGL), f5 of Akhmedova & Körber, arXiv 2404.12948 (2024).
+
+.. math::
+
+    \\ell(p, y) = \\frac{1}{C} \\sum_{c=1}^{C} \\big[ e^{\\alpha - p_c (1 + y_c)}
+                  - \\cos(\\cos(\\sin p_c)) \\big], \\qquad \\alpha = 2.4092
+
+per sample, with ``p = softmax(logits)`` and ``y`` the one-hot target. ``reduction="mean"`` then
+averages over samples, which is exactly the reference code's ``torch.mean`` over the whole
+``(B, C)`` tensor. ``reduction="none"`` returns the per-sample values (the class-mean above).
+
+The fast path (integer labels, logits, float32/16) never materialises the one-hot target: the
+per-class term of a wrong class is a function of ``p`` alone, ``h(p) = e^{α-p} - cos(cos(sin p))``,
+evaluated with its derivative as degree-8 Chebyshev interpolants on ``[0, 1]`` (abs. error
+< 2e-7 on values of 4 to 11) by Horner's rule; the true class gets an exact correction. It
+returns the value and the logit gradient from one forward pass.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ._common import check_finite, check_reduction, compute_dtype, prepare, reduce_loss
+
+__all__ = ["ngl_loss", "NGLLoss", "ALPHA"]
+
+ALPHA = 2.4092
+_DEGREE = 8
+
+
+@functools.lru_cache(maxsize=32)
+def _coefficients(alpha: float, dtype: torch.dtype, device: torch.device) -> tuple[list[Tensor], ...]:
+    """0-d tensors of the monomial coefficients in ``u = 2p - 1`` of ``h`` and ``dh/dp``,
+    highest degree first (Chebyshev interpolants on ``[0, 1]``)."""
+    from numpy.polynomial import chebyshev as cheb
+
+    def h(u):
+        p = (u + 1) / 2
+        return np.exp(alpha - p) - np.cos(np.cos(np.sin(p)))
+
+    def dh(u):
+        p = (u + 1) / 2
+        return -np.exp(alpha - p) - np.sin(np.cos(np.sin(p))) * np.sin(np.sin(p)) * np.cos(p)
+
+    return tuple([torch.tensor(c, dtype=dtype, device=device) for c in cheb.cheb2poly(cheb.chebinterpolate(f, _DEGREE))[::-1]]
+                 for f in (h, dh))
+
+
+def _horner(coef: list[Tensor], u: Tensor) -> Tensor:
+    out = torch.addcmul(coef[1], coef[0], u)
+    for c in coef[2:]:
+        torch.addcmul(c, out, u, out=out)    # in place: no allocation per step
+    return out
+
+
+def _exact_terms(p: Tensor, y: Tensor, alpha: float) -> Tensor:
+    """The published element-wise term, as the reference code computes it."""
+    return torch.exp(alpha - p * (1 + y)) - torch.cos(torch.cos(torch.sin(p)))
+
+
+class _FastNGL(torch.autograd.Function):
+    """Per-sample NGL from logits and integer labels; gradient computed in the forward pass."""
+
+    @staticmethod
+    def forward(ctx, logits: Tensor, index: Tensor, alpha: float) -> Tensor:
+        dtype = compute_dtype(logits)
+        p = torch.softmax(logits.to(dtype), dim=1)
+        num_classes = p.shape[1]
+        u = p * 2 - 1
+        coef_h, coef_dh = _coefficients(alpha, dtype, p.device)
+        h, dh = _horner(coef_h, u), _horner(coef_dh, u)
+        idx = index.unsqueeze(1)
+        pt = p.gather(1, idx)
+        e1, e2 = torch.exp(alpha - pt), torch.exp(alpha - 2 * pt)
+        value = (h.sum(1, keepdim=True) + e2 - e1).squeeze(1) / num_classes
+        dh = dh.scatter_add(1, idx, e1 - 2 * e2)          # true class: d/dp e^{α-2p} vs e^{α-p}
+        grad = p * (dh - (p * dh).sum(1, keepdim=True))   # softmax backward
+        ctx.save_for_backward(grad.div_(num_classes))
+        ctx.in_dtype = logits.dtype
+        return value
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        (grad,) = ctx.saved_tensors
+        return (grad * grad_out.unsqueeze(1)).to(ctx.in_dtype), None, None
+
+
+def ngl_loss(input: Tensor, target: Tensor, *, alpha: float = ALPHA, from_logits: bool = True,
+             scaling: bool = False, weight: Tensor | None = None, ignore_index: int = -100,
+             reduction: str = "mean", fast: bool | None = None) -> Tensor:
+    """Next Generation Loss.
+
+    .. math:: \\ell = \\frac{1}{C}\\sum_c e^{\\alpha - p_c(1+y_c)} - \\cos(\\cos(\\sin p_c))
+
+    Args:
+        input: logits ``(B, C)`` or ``(B, C, d1, ...)``; probabilities if ``from_logits=False``.
+        target: class labels ``(B,)``/``(B, d1, ...)`` or one-hot/soft targets shaped like ``input``.
+        alpha: the constant 2.4092 of the published loss.
+        from_logits: apply softmax over dim 1 (the reference PyTorch code); False takes ``input``
+            as probabilities (the reference Keras code, whose model ends in a softmax).
+        scaling: apply a sigmoid to the probabilities first, as the reference Keras example
+            (``scaling=True``) does; this squeezes ``p`` into ``[0.5, 0.731]``.
+        weight: per-class weights ``(C,)``; each sample's loss is scaled by its target's weight and
+            ``mean`` divides by the total weight.
+        ignore_index: label to skip (integer targets only).
+        reduction: ``"mean"`` (the published value), ``"sum"``, or ``"none"`` (per sample).
+        fast: force (True) or forbid (False) the fused path; default: used where it applies.
+
+    Returns:
+        Scalar, or per-sample values ``(B,)``/``(B, d1, ...)`` with ``reduction="none"``.
+
+    Example:
+        >>> logits, labels = torch.randn(8, 10), torch.randint(0, 10, (8,))
+        >>> ngl_loss(logits, labels)
+
+    Reference: S. Akhmedova, N. Körber, "Next Generation Loss Function for Image
+    Classification", arXiv 2404.12948 (2024).
+    """
+    check_finite("alpha", alpha)
+    targets = prepare(input, target, ignore_index=ignore_index, weight=weight, name="ngl")
+    dtype = compute_dtype(input)
+    usable = from_logits and not scaling and targets.index is not None
+    if fast and not usable:
+        raise ValueError("ngl: the fast path needs logits (from_logits=True), scaling=False and "
+                         "integer class labels")
+    if usable and (fast or (fast is None and dtype != torch.float64)):
+        per_sample = _FastNGL.apply(input, targets.index, float(alpha))
+    else:
+        x = input.to(dtype)
+        p = torch.softmax(x, dim=1) if from_logits else x
+        if scaling:
+            p = torch.sigmoid(p)
+        per_sample = _exact_terms(p, targets.one_hot(dtype), alpha).mean(1)
+    return reduce_loss(per_sample, reduction, targets.sample_weight(weight, per_sample.dtype))
+
+
+class NGLLoss(nn.Module):
+    """Module form of :func:`ngl_loss`; stores the hyperparameters and delegates."""
+
+    def __init__(self, *, alpha: float = ALPHA, from_logits: bool = True, scaling: bool = False,
+                 weight: Tensor | None = None, ignore_index: int = -100, reduction: str = "mean",
+                 fast: bool | None = None) -> None:
+        super().__init__()
+        self.alpha = check_finite("alpha", alpha)
+        self.from_logits, self.scaling, self.ignore_index, self.fast = from_logits, scaling, ignore_index, fast
+        self.reduction = check_reduction(reduction)
+        self.register_buffer("weight", weight)
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return ngl_loss(input, target, alpha=self.alpha, from_logits=self.from_logits,
+                        scaling=self.scaling, weight=self.weight, ignore_index=self.ignore_index,
+                        reduction=self.reduction, fast=self.fast)
