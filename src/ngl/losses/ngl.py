@@ -13,7 +13,8 @@ The fast path (integer labels, logits, float32/16) never materialises the one-ho
 per-class term of a wrong class is a function of ``p`` alone, ``h(p) = e^{α-p} - cos(cos(sin p))``,
 evaluated with its derivative as degree-8 Chebyshev interpolants on ``[0, 1]`` (abs. error
 < 2e-7 on values of 4 to 11) by Horner's rule; the true class gets an exact correction. It
-returns the value and the logit gradient from one forward pass.
+returns the value and the logit gradient from one forward pass. On CPU (float32) that pass is one
+fused C kernel (:mod:`ngl.losses._native`, built on first use); elsewhere it is torch ops.
 """
 from __future__ import annotations
 
@@ -22,8 +23,10 @@ import functools
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 from torch import Tensor, nn
 
+from . import _native
 from ._common import check_finite, check_reduction, compute_dtype, prepare, reduce_loss
 
 __all__ = ["ngl_loss", "NGLLoss", "ALPHA"]
@@ -32,10 +35,10 @@ ALPHA = 2.4092
 _DEGREE = 8
 
 
-@functools.lru_cache(maxsize=32)
-def _coefficients(alpha: float, dtype: torch.dtype, device: torch.device) -> tuple[list[Tensor], ...]:
-    """0-d tensors of the monomial coefficients in ``u = 2p - 1`` of ``h`` and ``dh/dp``,
-    highest degree first (Chebyshev interpolants on ``[0, 1]``)."""
+@functools.lru_cache(maxsize=16)
+def _poly(alpha: float) -> np.ndarray:
+    """Monomial coefficients in ``u = 2p - 1`` of ``h`` (row 0) and ``dh/dp`` (row 1), highest
+    degree first: degree-8 Chebyshev interpolants on ``p`` in ``[0, 1]``."""
     from numpy.polynomial import chebyshev as cheb
 
     def h(u):
@@ -46,8 +49,20 @@ def _coefficients(alpha: float, dtype: torch.dtype, device: torch.device) -> tup
         p = (u + 1) / 2
         return -np.exp(alpha - p) - np.sin(np.cos(np.sin(p))) * np.sin(np.sin(p)) * np.cos(p)
 
-    return tuple([torch.tensor(c, dtype=dtype, device=device) for c in cheb.cheb2poly(cheb.chebinterpolate(f, _DEGREE))[::-1]]
-                 for f in (h, dh))
+    return np.stack([cheb.cheb2poly(cheb.chebinterpolate(f, _DEGREE))[::-1] for f in (h, dh)])
+
+
+@functools.lru_cache(maxsize=32)
+def _coefficients(alpha: float, dtype: torch.dtype, device: torch.device) -> tuple[list[Tensor], ...]:
+    """:func:`_poly` as lists of 0-d tensors (operands of ``torch.addcmul``)."""
+    return tuple([torch.tensor(c, dtype=dtype, device=device) for c in row] for row in _poly(alpha))
+
+
+@functools.lru_cache(maxsize=16)
+def _poly_f32(alpha: float) -> tuple[np.ndarray, int, int]:
+    """float32 coefficients for the C kernel and their addresses (the array keeps them alive)."""
+    coef = np.ascontiguousarray(_poly(alpha), dtype=np.float32)
+    return coef, coef[0].ctypes.data, coef[1].ctypes.data
 
 
 def _horner(coef: list[Tensor], u: Tensor) -> Tensor:
@@ -57,33 +72,59 @@ def _horner(coef: list[Tensor], u: Tensor) -> Tensor:
     return out
 
 
+def _torch_forward(logits: Tensor, index: Tensor, alpha: float) -> tuple[Tensor, Tensor]:
+    """Per-sample value and logit gradient with torch ops (any device)."""
+    p = torch.softmax(logits, dim=1)
+    num_classes = p.shape[1]
+    u = p * 2 - 1
+    coef_h, coef_dh = _coefficients(alpha, p.dtype, p.device)
+    h, dh = _horner(coef_h, u), _horner(coef_dh, u)
+    idx = index.unsqueeze(1)
+    pt = p.gather(1, idx)
+    e1, e2 = torch.exp(alpha - pt), torch.exp(alpha - 2 * pt)
+    value = (h.sum(1, keepdim=True) + e2 - e1).squeeze(1) / num_classes
+    dh = dh.scatter_add(1, idx, e1 - 2 * e2)          # true class: d/dp of e^{a-2p} instead of e^{a-p}
+    grad = p * (dh - (p * dh).sum(1, keepdim=True))   # softmax backward
+    return value, grad.div_(num_classes)
+
+
+def _native_forward(lib, logits: Tensor, index: Tensor, alpha: float) -> tuple[Tensor, Tensor]:
+    """The same with the fused C kernel (CPU, float32)."""
+    z = logits.contiguous()
+    t = index.contiguous()
+    batch, num_classes = z.shape[0], z.shape[1]
+    spatial = z.numel() // max(batch * num_classes, 1)
+    value = torch.empty(t.shape, dtype=z.dtype)
+    grad = torch.empty_like(z)
+    _, coef_h, coef_dh = _poly_f32(alpha)
+    status = lib.ngl_forward_f32(z.data_ptr(), t.data_ptr(), batch, num_classes, spatial,
+                                 coef_h, coef_dh, _DEGREE, alpha, value.data_ptr(), grad.data_ptr())
+    if status != 0:
+        raise RuntimeError(f"ngl: native kernel failed with status {status}")
+    return value, grad
+
+
 def _exact_terms(p: Tensor, y: Tensor, alpha: float) -> Tensor:
     """The published element-wise term, as the reference code computes it."""
     return torch.exp(alpha - p * (1 + y)) - torch.cos(torch.cos(torch.sin(p)))
 
 
 class _FastNGL(torch.autograd.Function):
-    """Per-sample NGL from logits and integer labels; gradient computed in the forward pass."""
+    """Per-sample NGL from logits and integer labels; the gradient is computed in the forward pass
+    (first-order only: double backward raises)."""
 
     @staticmethod
     def forward(ctx, logits: Tensor, index: Tensor, alpha: float) -> Tensor:
-        dtype = compute_dtype(logits)
-        p = torch.softmax(logits.to(dtype), dim=1)
-        num_classes = p.shape[1]
-        u = p * 2 - 1
-        coef_h, coef_dh = _coefficients(alpha, dtype, p.device)
-        h, dh = _horner(coef_h, u), _horner(coef_dh, u)
-        idx = index.unsqueeze(1)
-        pt = p.gather(1, idx)
-        e1, e2 = torch.exp(alpha - pt), torch.exp(alpha - 2 * pt)
-        value = (h.sum(1, keepdim=True) + e2 - e1).squeeze(1) / num_classes
-        dh = dh.scatter_add(1, idx, e1 - 2 * e2)          # true class: d/dp e^{α-2p} vs e^{α-p}
-        grad = p * (dh - (p * dh).sum(1, keepdim=True))   # softmax backward
-        ctx.save_for_backward(grad.div_(num_classes))
+        x = logits.to(compute_dtype(logits))
+        lib = _native.kernel() if x.device.type == "cpu" and x.dtype == torch.float32 else None
+        value, grad = (_native_forward(lib, x, index, alpha) if lib is not None
+                       else _torch_forward(x, index, alpha))
+        ctx.save_for_backward(grad)
         ctx.in_dtype = logits.dtype
         return value
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_out: Tensor):
         (grad,) = ctx.saved_tensors
         return (grad * grad_out.unsqueeze(1)).to(ctx.in_dtype), None, None
