@@ -134,18 +134,18 @@ def prepare(input: Tensor, target: Tensor, *, ignore_index: int | None = -100,
         raise ValueError(f"{name}: class labels must have shape {tuple(expected)} for predictions "
                          f"{_shape(input)}, got {_shape(target)}{hint}")
     valid = None
-    if ignore_index is not None:
-        ignored = target == ignore_index
-        if bool(ignored.any()):
+    if target.numel():
+        lo, hi = (int(v) for v in torch.aminmax(target))
+        if ignore_index is not None and lo <= ignore_index <= hi:   # only then can any be ignored
+            ignored = target == ignore_index
             valid = ~ignored
             target = target.masked_fill(ignored, 0)
-    if target.numel():
-        lo, hi = torch.aminmax(target)
-        if int(lo) < 0 or int(hi) >= num_classes:
-            bad = int(lo) if int(lo) < 0 else int(hi)
-            raise ValueError(f"{name}: class label {bad} out of range [0, {num_classes - 1}] "
-                             f"for {num_classes} classes")
-    return Targets(num_classes, index=target.long(), valid=valid)
+            lo, hi = (int(v) for v in torch.aminmax(target))
+        if lo < 0 or hi >= num_classes:
+            raise ValueError(f"{name}: class label {lo if lo < 0 else hi} out of range "
+                             f"[0, {num_classes - 1}] for {num_classes} classes")
+    return Targets(num_classes, index=target if target.dtype == torch.int64 else target.long(),
+                   valid=valid)
 
 
 def compute_dtype(input: Tensor) -> torch.dtype:
