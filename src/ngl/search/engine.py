@@ -23,7 +23,7 @@ from typing import Any, Callable
 from deap import algorithms, tools
 
 from .. import expr as E
-from .fitness import FITNESS_FUNCTIONS, evaluate_candidates, make_search_executor
+from .fitness import FITNESS_FUNCTIONS, cache_key, evaluate_candidates, make_search_executor
 from .gp import Individual, from_expr, is_valid, make_pset, make_toolbox, to_expr
 
 __all__ = ["SearchConfig", "SearchResult", "run_search", "load_checkpoint", "CHECKPOINT"]
@@ -189,7 +189,7 @@ def _update_hof(hof: list[dict], population: list[Individual], generation: int, 
     seen = {h["fingerprint"] for h in hof}
     for ind in population:
         expr = to_expr(ind)
-        key = E.fingerprint(expr)
+        key = cache_key(expr)
         if key in seen or ind.fitness.values[0] <= 0.0:
             continue
         seen.add(key)

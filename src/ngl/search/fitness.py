@@ -24,7 +24,7 @@ from .gp import WORST_FITNESS
 from .screen import screen
 
 __all__ = ["FITNESS_FUNCTIONS", "train_fitness", "linear_fitness", "evaluate_candidates",
-           "GenerationStats", "make_search_executor", "halving_budgets"]
+           "GenerationStats", "make_search_executor", "halving_budgets", "cache_key"]
 
 FitnessFn = Callable[[str, dict], float]
 
@@ -131,6 +131,12 @@ def make_search_executor(kind: str = "inline", *, workers: int = 1, timeout: flo
     return make_executor(kind, workers=workers, timeout=timeout, ray_address=ray_address)
 
 
+def cache_key(expr: E.Expr) -> str:
+    """:func:`ngl.expr.fingerprint` of ``expr + 0.0``: the same key, except that IEEE signed zeros
+    (``-(y*log p)`` is -0.0 where ``0 - y*log p`` is 0.0) no longer split equivalent losses."""
+    return E.fingerprint(E.call("add", expr, 0.0))
+
+
 def halving_budgets(max_steps: int, rungs: int, eta: int) -> list[int]:
     """Step budgets of successive halving, shortest first, ending at ``max_steps``."""
     return [max(1, int(round(max_steps / eta ** (rungs - 1 - r)))) for r in range(rungs)]
@@ -160,7 +166,7 @@ def evaluate_candidates(exprs: list[E.Expr], *, cache: dict[str, dict], fitness:
     from tqdm.auto import tqdm
 
     stats = GenerationStats(requested=len(exprs))
-    keys = [E.fingerprint(e) for e in exprs]
+    keys = [cache_key(e) for e in exprs]
     todo: dict[str, E.Expr] = {}
     for key, expr in zip(keys, exprs):
         if key in cache or key in todo:

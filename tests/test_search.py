@@ -1,0 +1,259 @@
+"""Fast tests of the GP loss search: operators, screen, cache, failures, checkpoint/resume, outputs."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from ngl import expr as E
+from ngl.search import (SearchConfig, evaluate_candidates, from_expr, is_valid, make_pset,
+                        make_toolbox, run_search, screen, to_expr, WORST_FITNESS)
+from ngl.search.fitness import make_search_executor
+
+torch.set_num_threads(1)
+
+
+def toy_fitness(infix: str, settings: dict) -> float:
+    """Cheap deterministic stand-in for training: rewards losses falling in the true-class p."""
+    f = E.parse(infix)
+    p = np.array([0.1, 0.9])
+    v = np.asarray(E.evaluate(f, p, np.array([1.0, 1.0]), namespace="numpy"), dtype=float)
+    drop = float(v[0] - v[1])
+    return 1.0 / (1.0 + math.exp(-max(min(drop, 50.0), -50.0)))
+
+
+CALLS: list[str] = []
+
+
+def counting_fitness(infix: str, settings: dict) -> float:
+    CALLS.append(infix)
+    return toy_fitness(infix, settings)
+
+
+def flaky_fitness(infix: str, settings: dict) -> float:
+    if "square" in infix:
+        raise RuntimeError("worker exploded")
+    if "abs" in infix:
+        return float("nan")
+    return 0.5
+
+
+# ---------------------------------------------------------------------------------------------
+# Representation and operators
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("infix", ["exp(2.4092 - p * (1 + y)) - cos(cos(sin(p)))", "-(y * log(p))",
+                                   "max(p, (-1.5)) / sqrt(y)"])
+def test_tree_round_trip_preserves_expression(infix):
+    pset = make_pset()
+    expr = E.parse(infix)
+    tree = from_expr(expr, pset)
+    assert to_expr(tree) == expr
+    assert tree.height == expr.height - 1          # DEAP counts a lone leaf as height 0
+    p, y = np.linspace(0, 1, 7), np.array([0, 1, 0, 1, 0, 1, 1.0])
+    np.testing.assert_allclose(E.evaluate(to_expr(tree), p, y), E.evaluate(expr, p, y))
+
+
+def test_operators_keep_trees_valid():
+    random.seed(3)
+    max_height = 6
+    pset = make_pset()
+    tb = make_toolbox(pset, tournament_size=3, max_height=max_height, init_max_height=4)
+    pop = [tb.individual() for _ in range(30)]
+    for _ in range(300):
+        a, b = random.sample(range(len(pop)), 2)
+        kids = list(tb.mate(tb.clone(pop[a]), tb.clone(pop[b]))) + list(tb.mutate(tb.clone(pop[a])))
+        for kid in kids:
+            expr = to_expr(kid)                    # independent check through ngl.expr
+            assert expr.height - 1 <= max_height
+            assert expr.symbols == {"p", "y"}
+            assert expr.size <= E.MAX_NODES
+            assert is_valid(kid, max_height=max_height)
+        pop[a], pop[b] = kids[0], kids[2]
+    # variation really happens: more than a handful of distinct trees
+    assert len({str(t) for t in pop}) > 10
+
+
+def test_is_valid_rejects_missing_variable_and_height():
+    pset = make_pset()
+    assert not is_valid(from_expr(E.parse("p * 2"), pset), max_height=10)
+    assert not is_valid(from_expr(E.parse("y + 1"), pset), max_height=10)
+    deep = from_expr(E.parse("exp(exp(exp(exp(p * y))))"), pset)
+    assert not is_valid(deep, max_height=4) and is_valid(deep, max_height=5)
+
+
+def test_unknown_primitive_is_refused():
+    with pytest.raises(ValueError, match="unknown primitive"):
+        make_pset(primitives=["add", "frobnicate"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Rejection screen
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("infix,why", [
+    ("3 + 0 * p * y", "constant in p"),            # contains p and y, but constant
+    ("y * 3 + 1", "missing variable p"),            # p-free
+    ("p * 2", "missing variable y"),
+    ("p * y", "does not raise"),                    # increasing in the true-class probability
+    ("-(y * log(1 - p))", "does not raise"),
+    ("exp(p * y)", "does not raise"),
+])
+def test_screen_rejects_bad_losses(infix, why):
+    res = screen(E.parse(infix))
+    assert not res.ok and why in res.reason
+
+
+def test_screen_rejects_non_finite():
+    # exp(exp(exp(...))) overflows to inf on the probe grid
+    res = screen(E.parse("exp(exp(exp(exp(10 * p)))) * y"))
+    assert not res.ok and "non-finite" in res.reason
+
+
+@pytest.mark.parametrize("expr", [E.CE, E.NGL, E.parse("square(p - y)")])
+def test_screen_accepts_good_losses(expr):
+    res = screen(expr)
+    assert res.ok, res.reason
+    assert res.final_p_true > 0.1 + 0.2            # started near 1/classes
+
+
+# ---------------------------------------------------------------------------------------------
+# Cache, failures
+# ---------------------------------------------------------------------------------------------
+def test_cache_trains_equivalent_trees_once():
+    CALLS.clear()
+    exprs = [E.parse(t) for t in ["-(y * log(p))", "-(log(p) * y)", "0 - y * log(p)",
+                                  "(1 - p) * y", "y * (1 - p)"]]
+    cache: dict = {}
+    records, stats = evaluate_candidates(exprs, cache=cache, fitness=counting_fitness, settings={},
+                                         executor=make_search_executor("inline"))
+    assert len(CALLS) == 2 and stats.evaluations == 2 and stats.cache_hits == 3
+    assert records[0] == records[1] == records[2] and records[3] == records[4]
+    assert records[0]["fitness"] == pytest.approx(toy_fitness("-(y * log(p))", {}))
+    # a second generation asking again trains nothing
+    _, stats2 = evaluate_candidates(exprs[:2], cache=cache, fitness=counting_fitness, settings={},
+                                    executor=make_search_executor("inline"))
+    assert len(CALLS) == 2 and stats2.cache_hits == 2 and stats2.screened == 0
+
+
+def test_rejected_and_failed_get_worst_fitness_with_reason():
+    exprs = [E.parse(t) for t in ["p * y", "square(p - y)", "abs(p - y)", "(1 - p) * y"]]
+    records, stats = evaluate_candidates(exprs, cache={}, fitness=flaky_fitness, settings={},
+                                         executor=make_search_executor("inline"))
+    rej, crash, nan, ok = records
+    assert rej["status"] == "rejected" and rej["fitness"] == WORST_FITNESS and rej["reason"]
+    assert crash["status"] == "failed" and "exploded" in crash["reason"]
+    assert nan["status"] == "failed" and nan["fitness"] == WORST_FITNESS
+    assert ok == {**ok, "status": "ok", "fitness": 0.5}
+    assert stats.rejected == 1 and stats.failed == 2 and stats.evaluations == 3
+
+
+def test_successive_halving_trains_only_the_best_longer():
+    infixes = ["-(y * log(p))", "(1 - p) * y", "square(p - y)", "y / (p + 1)"]
+    records, stats = evaluate_candidates([E.parse(t) for t in infixes], cache={}, fitness=budget_fitness,
+                                         settings={"max_steps": 90}, executor=make_search_executor("inline"),
+                                         rungs=2, eta=3)
+    assert all(r["status"] == "ok" for r in records)
+    assert stats.evaluations == 4 + 2                       # all at 90/3 steps, ceil(4/3) at 90
+    toy = [toy_fitness(t, {}) for t in infixes]
+    best_two = set(sorted(range(4), key=lambda i: -toy[i])[:2])
+    for i, rec in enumerate(records):
+        assert rec["budget"] == (90 if i in best_two else 30)
+        assert rec["fitness"] == pytest.approx(toy[i] * rec["budget"] / 100)
+
+
+def budget_fitness(infix: str, settings: dict) -> float:
+    return toy_fitness(infix, settings) * settings["max_steps"] / 100
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop: determinism, resume, outputs
+# ---------------------------------------------------------------------------------------------
+def _cfg(**kw) -> SearchConfig:
+    base = dict(population=10, generations=4, tournament_size=3, hall_of_fame=5, max_height=6,
+                fitness="custom", screen_steps=60, seed=7)
+    return SearchConfig(**{**base, **kw})
+
+
+def test_same_seed_same_search_and_no_leak_between_searches(tmp_path):
+    a = run_search(_cfg(), tmp_path / "a", fitness_fn=toy_fitness, progress=False, log=None)
+    run_search(_cfg(seed=1, max_height=4, primitives=["add", "mul", "log", "neg"]), tmp_path / "x",
+               fitness_fn=toy_fitness, progress=False, log=None)
+    b = run_search(_cfg(), tmp_path / "b", fitness_fn=toy_fitness, progress=False, log=None)
+    assert a.hall_of_fame == b.hall_of_fame
+    assert [r["best"] for r in a.logbook] == [r["best"] for r in b.logbook]
+
+
+def test_stop_and_resume_gives_the_same_hall_of_fame(tmp_path):
+    full = run_search(_cfg(), tmp_path / "full", fitness_fn=toy_fitness, progress=False, log=None)
+    part = run_search(_cfg(), tmp_path / "part", fitness_fn=toy_fitness, progress=False, log=None,
+                      stop_after=2)
+    assert not part.finished and len(part.logbook) == 3
+    state = json.loads((tmp_path / "part" / "checkpoint.json").read_text())
+    assert state["generation"] == 2 and len(state["population"]) == 10
+    random.seed(12345)                               # the resumed run must restore its own RNG state
+    resumed = run_search(_cfg(), tmp_path / "part", fitness_fn=toy_fitness, progress=False, log=None,
+                         resume=True)
+    assert resumed.finished
+    assert resumed.hall_of_fame == full.hall_of_fame
+    assert [r["best"] for r in resumed.logbook] == [r["best"] for r in full.logbook]
+    with pytest.raises(ValueError, match="differs"):
+        run_search(_cfg(seed=8), tmp_path / "part", fitness_fn=toy_fitness, progress=False,
+                   log=None, resume=True)
+
+
+def test_outputs_and_seed_losses(tmp_path):
+    res = run_search(_cfg(generations=1, seed_losses=["ce", "ngl"]), tmp_path, fitness_fn=toy_fitness,
+                     progress=False, log=None)
+    state = json.loads((tmp_path / "checkpoint.json").read_text())
+    assert json.loads((tmp_path / "config.json").read_text())["seed_losses"] == ["ce", "ngl"]
+    rows = list(csv.DictReader((tmp_path / "generations.csv").open()))
+    assert [int(r["generation"]) for r in rows] == [0, 1]
+    assert {"best", "median", "rejection_rate", "cache_hit_rate", "evaluations", "wall_time"} <= set(rows[0])
+    assert float(rows[-1]["best"]) == pytest.approx(max(i["fitness"] for i in state["population"]))
+    assert (tmp_path / "generations.png").stat().st_size > 1000
+    hof = sorted((tmp_path / "hall_of_fame").glob("*.json"))
+    assert len(hof) == len(res.hall_of_fame) >= 1
+    doc = json.loads(hof[0].read_text())
+    assert doc["fitness"] == res.hall_of_fame[0]["fitness"] and doc["infix"] and doc["latex"]
+    from ngl.losses import from_expression, get_loss
+
+    for loss_fn in (from_expression(hof[0]), get_loss(str(hof[0]))):
+        value = loss_fn(torch.randn(4, 10), torch.tensor([0, 1, 2, 3]))
+        assert torch.isfinite(value)
+
+
+def test_seed_losses_enter_generation_zero(tmp_path):
+    res = run_search(_cfg(generations=0, seed_losses=["ce", "ngl"]), tmp_path, fitness_fn=toy_fitness,
+                     progress=False, log=None)
+    pop = json.loads((tmp_path / "checkpoint.json").read_text())["population"]
+    assert E.from_json(pop[0]["tree"]) == E.CE and E.from_json(pop[1]["tree"]) == E.NGL
+    assert res.logbook[0]["requested"] == 10
+    with pytest.raises(ValueError, match="no expression"):
+        run_search(_cfg(generations=0, seed_losses=["label_smoothing_ce"]), tmp_path / "x",
+                   fitness_fn=toy_fitness, progress=False, log=None)
+    with pytest.raises(KeyError, match="unknown loss"):
+        run_search(_cfg(generations=0, seed_losses=["nope"]), tmp_path / "y",
+                   fitness_fn=toy_fitness, progress=False, log=None)
+
+
+@pytest.mark.parametrize("kw,msg", [({"population": 1}, "population"), ({"crossover": 1.5}, "crossover"),
+                                    ({"fitness": "magic"}, "fitness"), ({"elites": 10}, "elites")])
+def test_bad_config_is_one_clear_error(kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        _cfg(**kw)
+
+
+def test_config_round_trip_and_unknown_keys():
+    cfg = _cfg(seed_losses=["ce"])
+    assert SearchConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(ValueError, match="unknown search config key.*bogus"):
+        SearchConfig.from_dict({"bogus": 1})
+
+
+def test_resume_without_checkpoint_says_so(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no search checkpoint"):
+        run_search(_cfg(), tmp_path, fitness_fn=toy_fitness, resume=True, progress=False, log=None)
