@@ -14,9 +14,10 @@
 #include <string.h>
 
 #define DEG 8              /* polynomial degree: must equal _DEGREE in ngl.py */
+#define SMALL_C 48         /* rows with fewer classes are transposed and vectorised along B */
 
 #pragma omp declare simd notinbranch
-static inline float ngl_expf(float x) {            /* exp for x <= 0, rel. error < 2e-7 */
+static inline float ngl_expf(float x) {            /* exp for x <= 88, rel. error < 2e-7 */
     x = x < -87.0f ? -87.0f : x;
     float k = floorf(x * 1.44269504088896341f + 0.5f);
     float r = x - k * 0.693145751953125f - k * 1.428606765330187045e-06f;
@@ -56,7 +57,7 @@ static void row(const float *restrict z, int64_t t, int64_t C, const float *rest
         dot += p * horner(cdh, u);
     }
     const float pt = g[t];
-    const float e1 = expf(alpha - pt), e2 = expf(alpha - 2.0f * pt);
+    const float e1 = ngl_expf(alpha - pt), e2 = ngl_expf(alpha - 2.0f * pt);
     dot += pt * (e1 - 2.0f * e2);
     *value = (hsum + e2 - e1) / (float)C;
     const float invc = 1.0f / (float)C;
@@ -104,7 +105,7 @@ static void plane(const float *restrict z, const int64_t *restrict t, int64_t C,
     const float invc = 1.0f / (float)C;
     for (int64_t s = 0; s < S; ++s) {
         const float pt = g[t[s] * S + s];
-        const float e1 = expf(alpha - pt), e2 = expf(alpha - 2.0f * pt);
+        const float e1 = ngl_expf(alpha - pt), e2 = ngl_expf(alpha - 2.0f * pt);
         value[s] = (hsum[s] + e2 - e1) * invc;
         acc[s] = pt * (e1 - 2.0f * e2) * invc;        /* reuse: true-class correction */
         m[s] = dot[s] + pt * (e1 - 2.0f * e2);         /* reuse: sum_c p dL/dp */
@@ -125,9 +126,21 @@ int ngl_forward_f32(const float *z, const int64_t *t, int64_t B, int64_t C, int6
                     const float *ch, const float *cdh, int deg, float alpha,
                     float *value, float *grad) {
     if (deg != DEG || C < 1 || S < 1) return 1;
-    if (S == 1) {
+    if (S == 1 && C >= SMALL_C) {
         for (int64_t b = 0; b < B; ++b)
             row(z + b * C, t[b], C, ch, cdh, alpha, value + b, grad + b * C);
+        return 0;
+    }
+    if (S == 1) {   /* few classes: transpose to (C, B) and vectorise along the batch instead */
+        float *buf = malloc((size_t)B * (2 * C + 4) * sizeof(float));
+        if (!buf) return 2;
+        float *zt = buf, *gt = buf + B * C;
+        for (int64_t b = 0; b < B; ++b)
+            for (int64_t c = 0; c < C; ++c) zt[c * B + b] = z[b * C + c];
+        plane(zt, t, C, B, ch, cdh, alpha, value, gt, buf + 2 * B * C);
+        for (int64_t b = 0; b < B; ++b)
+            for (int64_t c = 0; c < C; ++c) grad[b * C + c] = gt[c * B + b];
+        free(buf);
         return 0;
     }
     float *scratch = malloc((size_t)S * 4 * sizeof(float));

@@ -114,20 +114,23 @@ class _FastNGL(torch.autograd.Function):
     (first-order only: double backward raises)."""
 
     @staticmethod
-    def forward(ctx, logits: Tensor, index: Tensor, alpha: float) -> Tensor:
+    def forward(ctx, logits: Tensor, index: Tensor, alpha: float, total: float | None) -> Tensor:
+        """Per-sample values, or with ``total`` their sum times ``total`` (the fused
+        unweighted mean/sum of :func:`reduce_loss`, which saves an autograd node)."""
         x = logits.to(compute_dtype(logits))
         lib = _native.kernel() if x.device.type == "cpu" and x.dtype == torch.float32 else None
         value, grad = (_native_forward(lib, x, index, alpha) if lib is not None
                        else _torch_forward(x, index, alpha))
         ctx.save_for_backward(grad)
-        ctx.in_dtype = logits.dtype
-        return value
+        ctx.in_dtype, ctx.total = logits.dtype, total
+        return value if total is None else value.sum() * total
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out: Tensor):
         (grad,) = ctx.saved_tensors
-        return (grad * grad_out.unsqueeze(1)).to(ctx.in_dtype), None, None
+        scale = grad_out.unsqueeze(1) if ctx.total is None else grad_out * ctx.total
+        return (grad * scale).to(ctx.in_dtype), None, None, None
 
 
 def ngl_loss(input: Tensor, target: Tensor, *, alpha: float = ALPHA, from_logits: bool = True,
@@ -169,7 +172,11 @@ def ngl_loss(input: Tensor, target: Tensor, *, alpha: float = ALPHA, from_logits
         raise ValueError("ngl: the fast path needs logits (from_logits=True), scaling=False and "
                          "integer class labels")
     if usable and (fast or (fast is None and dtype != torch.float64)):
-        per_sample = _FastNGL.apply(input, targets.index, float(alpha))
+        sample_weight = targets.sample_weight(weight, torch.float32)
+        if sample_weight is None and reduction != "none":
+            count = targets.index.numel()
+            return _FastNGL.apply(input, targets.index, float(alpha), 1.0 / count if reduction == "mean" else 1.0)
+        per_sample = _FastNGL.apply(input, targets.index, float(alpha), None)
     else:
         x = input.to(dtype)
         p = torch.softmax(x, dim=1) if from_logits else x
