@@ -187,16 +187,43 @@ def test_same_seed_same_search_and_no_leak_between_searches(tmp_path):
     assert [r["best"] for r in a.logbook] == [r["best"] for r in b.logbook]
 
 
+def lazy_import_fitness():
+    """Like toy_fitness, but its first call draws from the global RNG (as a lazy import may)."""
+    state = {"first": True}
+
+    def fn(infix: str, settings: dict) -> float:
+        if state.pop("first", False):
+            random.random()
+        return toy_fitness(infix, settings)
+
+    return fn
+
+
+def random_drawing_fitness(infix: str, settings: dict) -> float:
+    random.random()
+    np.random.rand()
+    torch.rand(1)
+    return toy_fitness(infix, settings)
+
+
+def test_fitness_runs_do_not_move_the_search_rng(tmp_path):
+    # a fitness (or a library it imports lazily) drawing from global RNGs must not change the
+    # search, or a resumed run (which imports at another time) would diverge
+    a = run_search(_cfg(), tmp_path / "a", fitness_fn=toy_fitness, progress=False, log=None)
+    b = run_search(_cfg(), tmp_path / "b", fitness_fn=random_drawing_fitness, progress=False, log=None)
+    assert a.hall_of_fame == b.hall_of_fame
+
+
 def test_stop_and_resume_gives_the_same_hall_of_fame(tmp_path):
-    full = run_search(_cfg(), tmp_path / "full", fitness_fn=toy_fitness, progress=False, log=None)
-    part = run_search(_cfg(), tmp_path / "part", fitness_fn=toy_fitness, progress=False, log=None,
+    full = run_search(_cfg(), tmp_path / "full", fitness_fn=lazy_import_fitness(), progress=False, log=None)
+    part = run_search(_cfg(), tmp_path / "part", fitness_fn=lazy_import_fitness(), progress=False, log=None,
                       stop_after=2)
     assert not part.finished and len(part.logbook) == 3
     state = json.loads((tmp_path / "part" / "checkpoint.json").read_text())
     assert state["generation"] == 2 and len(state["population"]) == 10
     random.seed(12345)                               # the resumed run must restore its own RNG state
-    resumed = run_search(_cfg(), tmp_path / "part", fitness_fn=toy_fitness, progress=False, log=None,
-                         resume=True)
+    resumed = run_search(_cfg(), tmp_path / "part", fitness_fn=lazy_import_fitness(), progress=False,
+                         log=None, resume=True)
     assert resumed.finished
     assert resumed.hall_of_fame == full.hall_of_fame
     assert [r["best"] for r in resumed.logbook] == [r["best"] for r in full.logbook]

@@ -205,6 +205,7 @@ def _update_hof(hof: list[dict], population: list[Individual], generation: int, 
 def _evaluate(pop: list[Individual], cfg: SearchConfig, cache: dict, executor: Any,
               fitness: str | Callable, progress: bool) -> dict[str, Any]:
     invalid = [ind for ind in pop if not ind.fitness.valid]
+    saved = _rng_state()       # fitness runs and lazy imports must not move the search's RNG streams
     records, stats = evaluate_candidates(
         [to_expr(ind) for ind in invalid], cache=cache, fitness=fitness,
         settings=cfg.fitness_settings(), executor=executor,
@@ -213,6 +214,7 @@ def _evaluate(pop: list[Individual], cfg: SearchConfig, cache: dict, executor: A
     for ind, rec in zip(invalid, records):
         ind.fitness.values = (rec["fitness"],)
         ind.note = rec["reason"]
+    _set_rng_state(saved)
     return asdict(stats)
 
 
