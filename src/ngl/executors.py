@@ -1,0 +1,306 @@
+"""Run many independent tasks (training runs, fitness evaluations) in-process, in a local pool of
+worker processes, or on Ray, with one interface.
+
+>>> with make_executor("process", workers=2, timeout=600) as ex:
+...     for item, outcome in ex.map_unordered(task_fn, items):   # task_fn: module level, picklable
+...         print(item, outcome.value if outcome.error is None else outcome.error)
+
+A task that raises, runs past ``timeout`` or kills its worker yields an :class:`Outcome` with a
+one-line ``error``; the map goes on. Workers run with ``torch.set_num_threads(threads)`` (1 unless
+given), so ``workers`` processes use ``workers`` cores.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import wait as _wait
+from typing import Any, Callable, Iterable, Iterator
+
+__all__ = ["Outcome", "Executor", "InlineExecutor", "ProcessExecutor", "RayExecutor",
+           "EXECUTORS", "make_executor"]
+
+
+@dataclass
+class Outcome:
+    """What one task produced: its return ``value``, or a one-line ``error``; ``wall_time`` in s."""
+
+    value: Any = None
+    error: str | None = None
+    wall_time: float = 0.0
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _set_threads(threads: int) -> None:
+    """Limit intra-op threads of this process (environment for libraries not imported yet)."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    try:
+        import torch
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+
+
+def _call(fn: Callable, item: Any, threads: int | None = None) -> tuple[Any, str | None, float]:
+    """Run ``fn(item)``; return ``(value, error, wall_time)``, never raise an ``Exception``."""
+    if threads:
+        _set_threads(threads)
+    start = time.perf_counter()
+    try:
+        return fn(item), None, time.perf_counter() - start
+    except Exception as exc:  # noqa: BLE001 - a task's crash is data for the caller
+        return None, _one_line(exc), time.perf_counter() - start
+
+
+class Executor:
+    """Base class: ``map_unordered(fn, items)`` yields ``(item, Outcome)`` as tasks finish."""
+
+    def map_unordered(self, fn: Callable, items: Iterable) -> Iterator[tuple[Any, Outcome]]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release workers; idempotent."""
+
+    def __enter__(self) -> "Executor":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class InlineExecutor(Executor):
+    """Run tasks one after another in this process (debugging, tiny grids). ``timeout`` cannot be
+    enforced in-process and is ignored; a task that kills the interpreter kills the caller."""
+
+    def __init__(self, *, threads: int | None = None) -> None:
+        self.threads = threads
+
+    def map_unordered(self, fn: Callable, items: Iterable) -> Iterator[tuple[Any, Outcome]]:
+        for item in items:
+            value, error, wall = _call(fn, item, self.threads)
+            yield item, Outcome(value, error, wall)
+
+
+def _worker_main(conn: Any, threads: int) -> None:
+    """Worker process loop: receive ``(fn, item)``, send back ``(value, error, wall)``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent handles Ctrl-C and stops us
+    _set_threads(threads)
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):                # parent gone
+            return
+        if msg is None:
+            return
+        fn, item = msg
+        try:
+            conn.send(("start",))                  # the task's clock starts now, not at spawn
+            result = _call(fn, item)
+            conn.send(("done", *result))
+        except (BrokenPipeError, OSError):
+            return
+        except Exception as exc:  # noqa: BLE001 - unpicklable return value
+            conn.send(("done", None, f"result not picklable: {_one_line(exc)}", result[2]))
+
+
+class _Worker:
+    def __init__(self, ctx: Any, threads: int) -> None:
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_worker_main, args=(child, threads), daemon=True)
+        self.proc.start()
+        child.close()
+        self.item: Any = None
+        self.started: float | None = None       # when the worker began the task
+        self.busy = False
+
+    def kill(self) -> None:
+        if self.proc.is_alive():
+            self.proc.kill()
+        self.proc.join(timeout=5)
+        self.conn.close()
+
+
+class ProcessExecutor(Executor):
+    """A pool of ``workers`` long-lived processes (``spawn``), one task each at a time.
+
+    Unlike ``concurrent.futures``, a worker that dies or hangs past ``timeout`` is killed and
+    replaced and only its task fails; the other tasks and the pool go on.
+    """
+
+    def __init__(self, *, workers: int = 2, timeout: float | None = None, threads: int | None = None,
+                 start_method: str = "spawn") -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        if timeout is not None and timeout <= 0:
+            raise ValueError(f"timeout must be > 0 seconds or None, got {timeout}")
+        self.workers, self.timeout, self.threads = workers, timeout, threads or 1
+        self._ctx = mp.get_context(start_method)
+        self._pool: list[_Worker] = []
+
+    def _ensure_pool(self) -> None:
+        self._pool = [w for w in self._pool if w.proc.is_alive()]
+        while len(self._pool) < self.workers:
+            self._pool.append(_Worker(self._ctx, self.threads))
+
+    def _replace(self, worker: _Worker) -> None:
+        worker.kill()
+        self._pool[self._pool.index(worker)] = _Worker(self._ctx, self.threads)
+
+    def map_unordered(self, fn: Callable, items: Iterable) -> Iterator[tuple[Any, Outcome]]:
+        self._ensure_pool()
+        todo = iter(items)
+        exhausted = False
+        try:
+            while True:
+                for w in self._pool:                       # hand out work to idle workers
+                    while not w.busy and not exhausted:
+                        try:
+                            item = next(todo)
+                        except StopIteration:
+                            exhausted = True
+                            break
+                        try:
+                            w.conn.send((fn, item))
+                        except Exception as exc:  # noqa: BLE001 - fn/item not picklable
+                            yield item, Outcome(error=f"task not picklable: {_one_line(exc)}")
+                            continue
+                        w.item, w.started, w.busy = item, None, True
+                busy = [w for w in self._pool if w.busy]
+                if not busy:
+                    return
+                wait_s = None
+                running = [w.started for w in busy if w.started is not None]
+                if self.timeout is not None and running:
+                    wait_s = max(0.0, min(running) + self.timeout - time.monotonic())
+                _wait([w.conn for w in busy] + [w.proc.sentinel for w in busy], timeout=wait_s)
+                for w in busy:
+                    outcome = None
+                    try:
+                        while outcome is None and w.conn.poll():
+                            msg = w.conn.recv()
+                            if msg[0] == "start":
+                                w.started = time.monotonic()
+                            else:
+                                outcome = Outcome(*msg[1:])
+                    except (EOFError, OSError):
+                        pass
+                    now = time.monotonic()
+                    took = now - (w.started or now)
+                    if outcome is None and not w.proc.is_alive():
+                        outcome = Outcome(error=f"worker died (exit code {w.proc.exitcode})", wall_time=took)
+                        self._replace(w)
+                    elif (outcome is None and self.timeout is not None and w.started is not None
+                          and took >= self.timeout):
+                        outcome = Outcome(error=f"timed out after {self.timeout:g}s", wall_time=took)
+                        self._replace(w)
+                    if outcome is not None:
+                        w.busy, item, w.item = False, w.item, None
+                        yield item, outcome
+        finally:                                  # consumer stopped early: drop unfinished tasks
+            for w in list(self._pool):
+                if w.busy:
+                    self._replace(w)
+
+    def close(self) -> None:
+        for w in self._pool:
+            try:
+                w.conn.send(None)
+            except (BrokenPipeError, OSError):
+                pass
+        for w in self._pool:
+            w.proc.join(timeout=2)
+            w.kill()
+        self._pool = []
+
+
+class RayExecutor(Executor):
+    """Tasks as Ray remote functions (1 CPU each, no retries). Connects to ``ray_address`` or
+    ``RAY_ADDRESS``; otherwise starts a local instance with ``num_cpus=workers``."""
+
+    def __init__(self, *, workers: int = 2, timeout: float | None = None, threads: int | None = None,
+                 ray_address: str | None = None) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise ValueError("executor 'ray' needs Ray: pip install 'next-generation-loss[ray]'") from None
+        self._ray, self.timeout, self.threads = ray, timeout, threads or 1
+        self._owns = False
+        if not ray.is_initialized():
+            address = ray_address or os.environ.get("RAY_ADDRESS")
+            if address:
+                ray.init(address=address, log_to_driver=False)
+            else:
+                ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
+                         runtime_env={"env_vars": {"OMP_NUM_THREADS": str(self.threads)}})
+                self._owns = True
+        self._remote = ray.remote(num_cpus=1, max_retries=0)(_call)
+
+    def map_unordered(self, fn: Callable, items: Iterable) -> Iterator[tuple[Any, Outcome]]:
+        ray = self._ray
+        refs = {self._remote.remote(fn, item, self.threads): (item, time.monotonic()) for item in items}
+        try:
+            while refs:
+                wait_s = None
+                if self.timeout is not None:
+                    wait_s = max(0.0, min(t + self.timeout for _, t in refs.values()) - time.monotonic())
+                done, _ = ray.wait(list(refs), num_returns=1, timeout=wait_s)
+                now = time.monotonic()
+                for ref in done:
+                    item, started = refs.pop(ref)
+                    try:
+                        value, error, wall = ray.get(ref)
+                        yield item, Outcome(value, error, wall)
+                    except Exception as exc:  # noqa: BLE001 - worker crash, cancellation
+                        kind = type(exc).__name__
+                        msg = "worker died" if "Crash" in kind or "Died" in kind else _one_line(exc)
+                        yield item, Outcome(error=msg, wall_time=now - started)
+                if self.timeout is not None:
+                    for ref, (item, started) in list(refs.items()):
+                        if now - started >= self.timeout:
+                            ray.cancel(ref, force=True)
+                            refs.pop(ref)
+                            yield item, Outcome(error=f"timed out after {self.timeout:g}s",
+                                                wall_time=now - started)
+        finally:
+            for ref in refs:
+                ray.cancel(ref, force=True)
+
+    def close(self) -> None:
+        if self._owns and self._ray.is_initialized():
+            self._ray.shutdown()
+        self._owns = False
+
+
+#: executor kind -> class; drives ``--executor`` choices.
+EXECUTORS: dict[str, type[Executor]] = {"inline": InlineExecutor, "process": ProcessExecutor,
+                                        "ray": RayExecutor}
+
+
+def make_executor(kind: str = "inline", *, workers: int = 1, timeout: float | None = None,
+                  ray_address: str | None = None, threads: int | None = None) -> Executor:
+    """Build an executor by name.
+
+    Args:
+        kind: ``"inline"`` (this process), ``"process"`` (local pool) or ``"ray"``.
+        workers: parallel tasks (processes, or Ray CPUs for a local instance).
+        timeout: seconds per task before it is killed (process, ray); ``None`` = no limit.
+        ray_address: Ray cluster address; default ``RAY_ADDRESS`` or a new local instance.
+        threads: intra-op threads per task (default 1).
+    Returns:
+        An :class:`Executor` (also a context manager).
+    """
+    if kind not in EXECUTORS:
+        raise ValueError(f"unknown executor {kind!r}; expected one of {', '.join(EXECUTORS)}")
+    if kind == "inline":
+        return InlineExecutor(threads=threads)
+    if kind == "process":
+        return ProcessExecutor(workers=workers, timeout=timeout, threads=threads)
+    return RayExecutor(workers=workers, timeout=timeout, threads=threads, ray_address=ray_address)
