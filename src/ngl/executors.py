@@ -14,6 +14,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import wait as _wait
@@ -238,8 +239,11 @@ class RayExecutor(Executor):
             if address:
                 ray.init(address=address, log_to_driver=False)
             else:
+                # a local instance: workers import what this driver can (tests, scripts' modules)
+                path = os.pathsep.join(p for p in sys.path if p)
                 ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
-                         runtime_env={"env_vars": {"OMP_NUM_THREADS": str(self.threads)}})
+                         runtime_env={"env_vars": {"OMP_NUM_THREADS": str(self.threads),
+                                                   "PYTHONPATH": path}})
                 self._owns = True
         self._remote = ray.remote(num_cpus=1, max_retries=0)(_call)
 
