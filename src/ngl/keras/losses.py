@@ -1,0 +1,256 @@
+"""Every registered ngl loss as a ``keras.losses.Loss`` written with ``keras.ops``.
+
+One class runs on the tensorflow, jax and torch backends and gives the numbers of its PyTorch
+twin in :mod:`ngl.losses` (same hyperparameters, defaults, clipping constants and per-sample
+forms). Two deliberate differences follow Keras conventions:
+
+- ``from_logits=False`` by default: ``y_pred`` holds probabilities, as from a model ending in a
+  softmax layer (the published Keras example). Pass ``from_logits=True`` for logits.
+- The class axis is the LAST one; ``sample_weight`` and ``class_weight`` (``model.fit``) replace
+  PyTorch's ``weight``/``ignore_index``; ``reduction="sum_over_batch_size"`` is PyTorch's ``"mean"``.
+
+All classes are registered for serialisation under package ``ngl`` (``"ngl>NGL"`` ...).
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import keras
+from keras import ops
+
+from .. import expr as E
+from ..losses.expression import as_expression
+from ._common import NGLKerasLoss, log_probs
+
+__all__ = ["NGL", "CE", "CEL2", "Focal", "SCE", "Poly1", "LabelSmoothingCE", "Expression",
+           "apply_l2", "ALPHA"]
+
+ALPHA = 2.4092
+_register = keras.saving.register_keras_serializable(package="ngl")
+
+
+def _number(name: str, value: Any, *, low: float | None = None, high: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or \
+            abs(value) == float("inf") or (low is not None and value < low) or \
+            (high is not None and value > high):
+        bounds = f" in [{low}, {high}]" if high is not None else f" >= {low}" if low is not None else ""
+        raise ValueError(f"{name} must be a finite number{bounds}, got {value!r}")
+    return float(value)
+
+
+@_register
+class NGL(NGLKerasLoss):
+    """Next Generation Loss (f5 of Akhmedova & Körber, arXiv 2404.12948).
+
+    .. math:: \\ell = \\frac{1}{C}\\sum_c e^{\\alpha - p_c(1+y_c)} - \\cos(\\cos(\\sin p_c))
+
+    per sample (a mean over classes), so the default reduction gives the reference code's mean
+    over the whole ``(B, C)`` tensor.
+
+    Args:
+        alpha: the constant 2.4092 of the published loss.
+        from_logits: False (default, Keras convention): ``y_pred`` are probabilities; True applies
+            a softmax on the last axis first (the reference PyTorch code).
+        scaling: apply a sigmoid to the probabilities first, as the reference Keras example does
+            (``scaling=True`` there); it squeezes ``p`` into ``[0.5, 0.731]``.
+        reduction, name, dtype: as ``keras.losses.Loss``.
+
+    Example:
+        >>> model.compile(optimizer="adam", loss=ngl.keras.NGL())   # model ends in a softmax
+    """
+
+    _hparams = ("alpha", "scaling")
+
+    def __init__(self, *, alpha: float = ALPHA, from_logits: bool = False, scaling: bool = False,
+                 **kw: Any) -> None:
+        super().__init__(from_logits=from_logits, **kw)
+        self.alpha = _number("alpha", alpha)
+        self.scaling = bool(scaling)
+
+    def per_sample(self, y: Any, y_pred: Any) -> Any:
+        p = self.probs(y_pred)
+        if self.scaling:
+            p = ops.sigmoid(p)
+        terms = ops.exp(self.alpha - p * (1.0 + y)) - ops.cos(ops.cos(ops.sin(p)))
+        return ops.mean(terms, axis=-1)
+
+
+@_register
+class CE(NGLKerasLoss):
+    """Cross entropy :math:`-\\sum_c \\tilde y_c \\log p_c`, ``ỹ = (1 - s) y + s / C``.
+
+    Probabilities (``from_logits=False``, default) are clipped to ``[1e-7, 1 - 1e-7]`` and
+    renormalised in log space, exactly as ``ngl.losses.ce_loss`` feeds them to
+    ``F.cross_entropy``; logits go through ``log_softmax``.
+
+    Args:
+        label_smoothing: ``s`` in ``[0, 1]`` (Szegedy et al. 2016).
+    """
+
+    _hparams = ("label_smoothing",)
+
+    def __init__(self, *, from_logits: bool = False, label_smoothing: float = 0.0, **kw: Any) -> None:
+        super().__init__(from_logits=from_logits, **kw)
+        self.label_smoothing = _number("label_smoothing", label_smoothing, low=0.0, high=1.0)
+
+    def per_sample(self, y: Any, y_pred: Any) -> Any:
+        logits = y_pred if self.from_logits else log_probs(y_pred, from_logits=False)
+        logp = ops.log_softmax(logits, axis=-1)
+        if self.label_smoothing:
+            y = y * (1.0 - self.label_smoothing) + self.label_smoothing / y_pred.shape[-1]
+        return -ops.sum(y * logp, axis=-1)
+
+
+@_register
+class LabelSmoothingCE(CE):
+    """CE against ``(1 - s) y + s / C`` with ``smoothing`` s = 0.1 by default."""
+
+    _hparams = ("smoothing",)
+
+    def __init__(self, *, smoothing: float = 0.1, **kw: Any) -> None:
+        super().__init__(label_smoothing=smoothing, **kw)
+        self.smoothing = self.label_smoothing
+
+
+def apply_l2(model: keras.Model, l2: float) -> int:
+    """Put ``keras.regularizers.L2(l2)`` on every trainable variable with ``ndim >= 2`` (the
+    kernels of conv/dense layers; biases and norm scales are exempt), the rule of
+    ``ngl.losses.l2_penalty``. ``model.fit`` then adds ``l2 * sum(w**2)`` to the loss. The
+    regularizer lives on the built variables: call it again after ``load_model``.
+
+    Returns:
+        The number of variables regularised.
+    """
+    l2 = _number("l2", l2, low=0.0)
+    count = 0
+    for variable in model.trainable_variables:
+        if len(variable.shape) >= 2:
+            variable.regularizer = keras.regularizers.L2(l2)
+            count += 1
+    return count
+
+
+@_register
+class CEL2(CE):
+    """CE; its L2 weight penalty ``l2 * sum(W**2)`` is a regularizer the user applies.
+
+    A Keras loss sees only ``(y_true, y_pred)``, so the penalty goes on the model:
+    ``loss.apply_to(model)`` (all kernels, as the PyTorch trainer's ``penalty(model)``) or
+    ``kernel_regularizer=loss.regularizer()`` on the layers you build. ``l2`` defaults to 1e-4
+    (the paper does not publish its weight).
+    """
+
+    _hparams = ("label_smoothing", "l2")
+
+    def __init__(self, *, l2: float = 1e-4, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.l2 = _number("l2", l2, low=0.0)
+
+    def regularizer(self) -> keras.regularizers.Regularizer:
+        return keras.regularizers.L2(self.l2)
+
+    def apply_to(self, model: keras.Model) -> int:
+        """:func:`apply_l2` with this loss's ``l2``."""
+        return apply_l2(model, self.l2)
+
+
+@_register
+class Focal(NGLKerasLoss):
+    """Focal loss, :math:`-\\alpha \\sum_c y_c (1 - p_c)^\\gamma \\log p_c` (Lin et al., ICCV 2017).
+
+    The probability path renormalises and clips to ``[1e-7, 1 - 1e-7]`` as Keras'
+    ``CategoricalFocalCrossentropy``; the logit path is exact (log space).
+
+    Args:
+        gamma: focusing parameter >= 0 (0 gives alpha-scaled CE).
+        alpha: balance factor for every class, or None for 1.
+    """
+
+    _hparams = ("gamma", "alpha")
+
+    def __init__(self, *, gamma: float = 2.0, alpha: float | None = 0.25, from_logits: bool = False,
+                 **kw: Any) -> None:
+        super().__init__(from_logits=from_logits, **kw)
+        self.gamma = _number("gamma", gamma, low=0.0)
+        self.alpha = None if alpha is None else _number("alpha", alpha, low=0.0)
+
+    def per_sample(self, y: Any, y_pred: Any) -> Any:
+        logp = log_probs(y_pred, from_logits=self.from_logits, renormalize=True)
+        terms = y * logp
+        if self.gamma:
+            terms = terms * ops.power(-ops.expm1(logp), self.gamma)
+        loss = -ops.sum(terms, axis=-1)
+        return loss if self.alpha is None else self.alpha * loss
+
+
+@_register
+class SCE(NGLKerasLoss):
+    """Symmetric cross entropy :math:`\\alpha\\,\\mathrm{CE} + \\beta\\,\\mathrm{RCE}`,
+    ``RCE = -sum_c clip(p_c, 1e-7, 1) log clip(y_c, 1e-4, 1)`` (Wang et al., ICCV 2019).
+
+    Args:
+        alpha, beta: weights of CE and reverse CE (defaults: the authors' CIFAR-10 0.1 / 1.0).
+    """
+
+    _hparams = ("alpha", "beta")
+
+    def __init__(self, *, alpha: float = 0.1, beta: float = 1.0, from_logits: bool = False,
+                 **kw: Any) -> None:
+        super().__init__(from_logits=from_logits, **kw)
+        self.alpha = _number("alpha", alpha, low=0.0)
+        self.beta = _number("beta", beta, low=0.0)
+
+    def per_sample(self, y: Any, y_pred: Any) -> Any:
+        logp = log_probs(y_pred, from_logits=self.from_logits)
+        p = ops.clip(ops.exp(logp), 1e-7, 1.0)
+        ce = -ops.sum(y * logp, axis=-1)
+        rce = -ops.sum(p * ops.log(ops.clip(y, 1e-4, 1.0)), axis=-1)
+        return self.alpha * ce + self.beta * rce
+
+
+@_register
+class Poly1(NGLKerasLoss):
+    """Poly-1 (Leng et al., ICLR 2022): :math:`\\mathrm{CE} + \\epsilon (1 - p_t)`,
+    ``p_t = sum_c y_c p_c``."""
+
+    _hparams = ("epsilon",)
+
+    def __init__(self, *, epsilon: float = 1.0, from_logits: bool = False, **kw: Any) -> None:
+        super().__init__(from_logits=from_logits, **kw)
+        self.epsilon = _number("epsilon", epsilon)
+
+    def per_sample(self, y: Any, y_pred: Any) -> Any:
+        logp = log_probs(y_pred, from_logits=self.from_logits)
+        p_t = ops.sum(y * ops.exp(logp), axis=-1)
+        return -ops.sum(y * logp, axis=-1) + self.epsilon * (1.0 - p_t)
+
+
+@_register
+class Expression(NGLKerasLoss):
+    """Any :mod:`ngl.expr` loss expression, :math:`\\frac{1}{C}\\sum_c f(p_c, y_c)` per sample.
+
+    Args:
+        expression: an ``Expr``, a ``.json`` expression file, its JSON document, or infix text
+            (``"expr:"`` prefix optional).
+        from_logits: as :class:`NGL` (default False: ``y_pred`` are probabilities).
+
+    The config stores the expression's infix text, so a saved model needs no expression file.
+    """
+
+    def __init__(self, expression: E.Expr | str | os.PathLike[str] | dict[str, Any], *,
+                 from_logits: bool = False, **kw: Any) -> None:
+        super().__init__(from_logits=from_logits, **kw)
+        self.expression = as_expression(expression)
+
+    def per_sample(self, y: Any, y_pred: Any) -> Any:
+        p = self.probs(y_pred)
+        return ops.mean(E.evaluate(self.expression, p, y, namespace="keras"), axis=-1)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config["expression"] = E.to_infix(self.expression)   # parse() reads it back exactly
+        return config
+
+    def __repr__(self) -> str:
+        return f"Expression({E.to_infix(self.expression)!r}, from_logits={self.from_logits!r})"
