@@ -1,0 +1,115 @@
+"""The benchmark grid: datasets (with label-noise / train-fraction variants) x models x losses x
+seeds, expanded into resolved training configs, each with a stable key that makes resume exact."""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Grid", "PRESETS", "expand", "run_key", "dataset_label", "IGNORED_IN_KEY"]
+
+#: config fields that do not change a run's result (where or how fast it runs): not part of its key.
+IGNORED_IN_KEY = frozenset({"device", "threads", "data_dir"})
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A grid of runs. ``label_noise`` and ``train_fraction`` are axes too: each value is a dataset
+    variant with its own column in the report (``digits+noise20``). ``base`` holds the other
+    ``TrainConfig`` fields shared by every run (epochs, batch_size, lr, ...)."""
+
+    datasets: tuple[str, ...] = ("digits",)
+    models: tuple[str, ...] = ("cnn_small",)
+    losses: tuple[str, ...] = ()                 # empty = every registered loss
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    label_noise: tuple[float, ...] = (0.0,)
+    train_fraction: tuple[float, ...] = (1.0,)
+    base: dict[str, Any] = field(default_factory=dict)
+
+    def replace(self, **changes: Any) -> "Grid":
+        data = {**self.__dict__, **{k: v for k, v in changes.items() if v is not None}}
+        return Grid(**data)
+
+
+#: name -> Grid. ``default``: what ``ngl bench`` runs with no arguments (under 10 min on 2 cores);
+#: ``paper``: the published protocol (needs the datasets and GPUs); ``smoke``: seconds, for checks.
+PRESETS: dict[str, Grid] = {
+    "default": Grid(datasets=("digits",), label_noise=(0.0, 0.2), seeds=(0, 1, 2, 3, 4),
+                    base={"epochs": 12, "batch_size": 64, "lr": 2e-3}),
+    "paper": Grid(datasets=("malaria", "pcam", "colorectal_histology", "cifar10", "fashion_mnist",
+                            "cifar100", "caltech101"),
+                  models=("resnet50", "inception_v3"),
+                  losses=("ce", "ce_l2", "focal", "sce", "ngl"), seeds=(0, 1, 2, 3, 4),
+                  base={"epochs": 200, "batch_size": 128, "lr": 1e-3}),
+    "smoke": Grid(datasets=("digits",), seeds=(0,), base={"epochs": 1, "max_steps": 5}),
+}
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)                     # 1.0 and 1 are the same setting
+    if isinstance(value, dict):
+        return {k: _canonical(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    return value
+
+
+def run_key(config: dict[str, Any]) -> str:
+    """A stable 16-hex-digit key of a resolved config: SHA-256 of its canonical JSON, leaving out
+    :data:`IGNORED_IN_KEY`. Equal configs give equal keys across processes and sessions."""
+    kept = {k: v for k, v in config.items() if k not in IGNORED_IN_KEY}
+    text = json.dumps(_canonical(kept), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def dataset_label(config: dict[str, Any]) -> str:
+    """The report column of a run: ``digits``, ``digits+noise20``, ``digits+frac50``."""
+    label = str(config.get("dataset", "?"))
+    noise = float(config.get("label_noise") or 0.0)
+    frac = float(config.get("train_fraction", 1.0) or 1.0)
+    if noise:
+        label += f"+noise{round(noise * 100):d}"
+    if frac < 1.0:
+        label += f"+frac{round(frac * 100):d}"
+    return label
+
+
+def expand(grid: Grid, *, resolve: Any = None) -> list[dict[str, Any]]:
+    """All runs of ``grid`` as config dicts, in a fixed order (dataset variant, model, loss, seed).
+
+    Args:
+        grid: the grid; empty ``losses`` means every registered loss (``ngl.losses.list_losses``).
+        resolve: optional ``dict -> dict`` that fills defaults (``TrainConfig.from_dict(d).to_dict()``),
+            so keys depend on the resolved config, not on how it was spelled.
+    Returns:
+        One dict per run; duplicates (same key) are dropped.
+    """
+    losses = grid.losses
+    if not losses:
+        from ..losses import list_losses
+        losses = tuple(list_losses())
+    for name, values in (("seeds", grid.seeds), ("losses", losses), ("models", grid.models),
+                         ("datasets", grid.datasets)):
+        if not values:
+            raise ValueError(f"the grid has no {name}; give at least one")
+    for noise in grid.label_noise:
+        if not 0.0 <= noise < 1.0:
+            raise ValueError(f"label noise must be in [0, 1), got {noise}")
+    for frac in grid.train_fraction:
+        if not 0.0 < frac <= 1.0:
+            raise ValueError(f"train fraction must be in (0, 1], got {frac}")
+    configs, seen = [], set()
+    for ds, noise, frac, model, loss, seed in itertools.product(
+            grid.datasets, grid.label_noise, grid.train_fraction, grid.models, losses, grid.seeds):
+        cfg = {**grid.base, "dataset": ds, "model": model, "loss": loss, "seed": int(seed),
+               "label_noise": float(noise), "train_fraction": float(frac)}
+        if resolve is not None:
+            cfg = resolve(cfg)
+        key = run_key(cfg)
+        if key not in seen:
+            seen.add(key)
+            configs.append(cfg)
+    return configs

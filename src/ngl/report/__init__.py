@@ -1,0 +1,48 @@
+"""``ngl report``: the paper's comparison table from a bench's results database, with seed spread,
+paired significance tests, missing cells and failed runs; Markdown, CSV, JSON and PNG figures.
+
+>>> from ngl.report import write_report
+>>> paths = write_report("runs/demo/results.sqlite", "runs/demo/report")
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .published import PUBLISHED, PUBLISHED_DATASETS, compare_markdown, published_markdown
+from .render import loss_label, to_csv, to_json, to_markdown, write_atomic
+from .tables import loss_order, paired_test, summarize, verdict
+
+__all__ = ["summarize", "verdict", "paired_test", "loss_order", "to_markdown", "to_csv", "to_json",
+           "loss_label", "write_report", "published_markdown", "compare_markdown", "PUBLISHED",
+           "PUBLISHED_DATASETS"]
+
+
+def write_report(db: str | Path, out_dir: str | Path, *, baseline: str = "ce", band: float = 0.5,
+                 plots: bool = True, published: bool = False) -> dict[str, Any]:
+    """Read the results database ``db`` and write ``report.md``, ``report.csv``, ``report.json`` and
+    (``plots``) ``deltas.png``, ``learning_curves.png``, ``loss_shapes.png`` into ``out_dir``.
+
+    Returns:
+        ``{"summary": ..., "markdown": text, "files": {name: path}}``.
+    """
+    from ..bench.store import open_readonly
+
+    with open_readonly(db) as store:
+        rows = store.rows()
+    if not rows:
+        raise ValueError(f"{db} holds no runs yet (run 'ngl bench' first)")
+    summary = summarize(rows, baseline=baseline, band=band)
+    md = to_markdown(summary)
+    if published:
+        md += "\n" + compare_markdown(summary)
+    out = Path(out_dir)
+    files = {"markdown": write_atomic(out / "report.md", md),
+             "csv": write_atomic(out / "report.csv", to_csv(summary)),
+             "json": write_atomic(out / "report.json", to_json(summary))}
+    if plots:
+        from .plots import plot_deltas, plot_learning_curves, plot_loss_shapes
+        files["deltas"] = plot_deltas(summary, out / "deltas.png")
+        files["learning_curves"] = plot_learning_curves(rows, out / "learning_curves.png")
+        files["loss_shapes"] = plot_loss_shapes(out / "loss_shapes.png")
+    return {"summary": summary, "markdown": md, "files": {k: str(v) for k, v in files.items()}}

@@ -1,0 +1,133 @@
+"""Write a :func:`~ngl.report.tables.summarize` summary as Markdown, CSV and JSON."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+__all__ = ["loss_label", "to_markdown", "to_csv", "to_json", "write_atomic", "CSV_FIELDS"]
+
+CSV_FIELDS = ["loss", "label", "dataset", "n", "expected", "mean_accuracy", "seed_std", "delta_pp",
+              "verdict", "p_value", "ci_low", "ci_high"]
+
+
+def loss_label(name: str) -> str:
+    """The paper's label of a registered loss (``f5 (NGL)``), else the name itself."""
+    try:
+        from ..losses import get_loss_info
+        return get_loss_info(name).label
+    except Exception:  # noqa: BLE001 - expression files and unknown names print as given
+        return name
+
+
+def _pp(v: float | None, signed: bool = True) -> str:
+    if v is None:
+        return "n/a"
+    v = round(v, 2) + 0.0                 # no "-0.00"
+    return f"{v:+.2f}" if signed else f"{v:.2f}"
+
+
+def _num(v: float | None, fmt: str = ".3g") -> str:
+    return "n/a" if v is None else format(v, fmt)
+
+
+def to_markdown(summary: dict[str, Any], *, title: str = "ngl benchmark report") -> str:
+    """The paper's table (CE absolute %, others pp vs CE, Mean, verdict) and the detail tables."""
+    ds, base, band = summary["datasets"], summary["baseline"], summary["band"]
+    runs = summary["runs"]
+    out = [f"# {title}", "",
+           f"Runs: {runs['total']} ({runs['ok']} ok, {runs['failed']} failed, {runs['diverged']} "
+           f"diverged, {runs['unfinished']} unfinished).", "",
+           f"## Test accuracy: {loss_label(base)} in %, every other loss in percentage points vs "
+           f"{loss_label(base)}", "",
+           "| Loss | " + " | ".join(ds) + " | Mean | Verdict |",
+           "| :--- | " + " | ".join("---:" for _ in ds) + " | ---: | :---: |"]
+    for loss in summary["losses"]:
+        cells = summary["cells"][loss]
+        m = summary["mean"][loss]
+        if loss == base:
+            vals = [_pp(cells[d]["mean"], signed=False) for d in ds]
+            out.append(f"| {loss_label(loss)} | " + " | ".join(vals) +
+                       f" | {_pp(m['value'], signed=False)} | baseline |")
+        else:
+            vals = [_pp(cells[d]["delta"]) for d in ds]
+            out.append(f"| {loss_label(loss)} | " + " | ".join(vals) +
+                       f" | {_pp(m['value'])} | {m['verdict'] or 'n/a'} |")
+    out += ["", f"Averaged over seeds and models. Verdict: above +{band:g} pp better, below -{band:g} "
+                f"worse, within [-{band:g}, +{band:g}] (inclusive) same as {loss_label(base)}. The "
+                "Mean column averages the datasets a loss has results for.", "",
+            "## Per cell: seed spread and paired t-test vs the baseline", "",
+            "| Loss | Dataset | Runs | Accuracy % | Seed SD | Delta pp | 95% CI | p | Verdict |",
+            "| :--- | :--- | ---: | ---: | ---: | ---: | :---: | ---: | :---: |"]
+    for loss in summary["losses"]:
+        for d in ds:
+            c = summary["cells"][loss][d]
+            t = c["test"] or {}
+            ci = (f"[{_pp(t['ci_low'])}, {_pp(t['ci_high'])}]" if t.get("ci_low") is not None else "n/a")
+            out.append(f"| {loss_label(loss)} | {d} | {c['n']}/{c['expected']} | "
+                       f"{_pp(c['mean'], signed=False)} | {_pp(c['std'], signed=False)} | "
+                       f"{_pp(c['delta']) if loss != base else '-'} | {ci if loss != base else '-'} | "
+                       f"{_num(t.get('p_value'))} | {c['verdict'] or ('-' if loss == base else 'n/a')} |")
+    out += ["", "Seed SD: standard deviation over seeds (mean over models). Paired t-test over "
+                "(model, seed) pairs that both losses finished; p < 0.05 is a significant difference."]
+    out += ["", "## Missing runs", ""]
+    if summary["missing"]:
+        out += [f"- {m['loss']} on {m['dataset']}: {m['runs_missing']} of {m['of']} without a result "
+                f"({', '.join(m['which'][:6])}{', ...' if len(m['which']) > 6 else ''})"
+                for m in summary["missing"]]
+    else:
+        out.append("None: every cell has all its runs.")
+    out += ["", "## Failed and diverged runs", ""]
+    if summary["failed"]:
+        out += ["| Dataset | Model | Loss | Seed | Status | Error |", "| --- | --- | --- | ---: | --- | --- |"]
+        out += [f"| {f['dataset']} | {f['model']} | {f['loss']} | {f['seed']} | {f['status']} | "
+                f"{(f['error'] or '').replace('|', '/')} |" for f in summary["failed"]]
+    else:
+        out.append("None.")
+    return "\n".join(out) + "\n"
+
+
+def to_csv(summary: dict[str, Any]) -> str:
+    """One row per (loss, dataset) cell plus a ``Mean`` row per loss."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
+    w.writeheader()
+    for loss in summary["losses"]:
+        for d in summary["datasets"]:
+            c = summary["cells"][loss][d]
+            t = c["test"] or {}
+            w.writerow({"loss": loss, "label": loss_label(loss), "dataset": d, "n": c["n"],
+                        "expected": c["expected"], "mean_accuracy": c["mean"], "seed_std": c["std"],
+                        "delta_pp": c["delta"], "verdict": c["verdict"], "p_value": t.get("p_value"),
+                        "ci_low": t.get("ci_low"), "ci_high": t.get("ci_high")})
+        m = summary["mean"][loss]
+        is_base = loss == summary["baseline"]
+        w.writerow({"loss": loss, "label": loss_label(loss), "dataset": "Mean", "n": m["datasets"],
+                    "expected": m["of"], "mean_accuracy": m["value"] if is_base else None,
+                    "delta_pp": None if is_base else m["value"], "verdict": m["verdict"]})
+    return buf.getvalue()
+
+
+def to_json(summary: dict[str, Any]) -> str:
+    def clean(v: Any) -> Any:             # JSON has no inf/nan
+        if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [clean(x) for x in v]
+        return v
+    return json.dumps(clean(summary), indent=2, sort_keys=False) + "\n"
+
+
+def write_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` via a temp file and ``os.replace`` (no half-written files)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
