@@ -120,6 +120,24 @@ def test_screen_accepts_good_losses(expr):
     assert res.final_p_true > 0.1 + 0.2            # started near 1/classes
 
 
+def test_screen_minimisation_matches_torch_adam():
+    """The screen's written-out Adam equals torch.optim.Adam on the same free logits (NGL, 25 steps)."""
+    res = screen(E.NGL, steps=25, lr=0.1, batch=8, classes=5, min_gain=0.99, seed=3)
+    gen = torch.Generator().manual_seed(3)
+    z = (0.1 * torch.randn(8, 5, generator=gen, dtype=torch.float64)).requires_grad_(True)
+    labels = torch.randint(0, 5, (8,), generator=gen)
+    onehot = torch.nn.functional.one_hot(labels, 5).double()
+    opt = torch.optim.Adam([z], lr=0.1)
+    for _ in range(25):
+        opt.zero_grad()
+        p = torch.softmax(z, 1)
+        (torch.exp(2.4092 - p * (1 + onehot)) - torch.cos(torch.cos(torch.sin(p)))).mean().backward()
+        opt.step()
+    ref = float(torch.softmax(z.detach(), 1).gather(1, labels[:, None]).mean())
+    assert res.final_p_true == pytest.approx(ref, rel=1e-9)
+    assert not res.ok and "does not raise" in res.reason       # 0.99 gain is out of reach
+
+
 # ---------------------------------------------------------------------------------------------
 # Cache, failures
 # ---------------------------------------------------------------------------------------------

@@ -275,7 +275,7 @@ def run_search(config: SearchConfig, out_dir: str | os.PathLike[str], *, resume:
                       init_max_height=config.init_max_height)
     started = time.perf_counter()
     with closing(make_search_executor(config.executor, workers=config.workers, timeout=config.timeout,
-                                      ray_address=config.ray_address)) as executor:
+                                      ray_address=config.ray_address, threads=config.threads)) as executor:
         if resume:
             state = load_checkpoint(ckpt)
             saved = dict(state["config"], generations=config.generations)

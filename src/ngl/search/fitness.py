@@ -120,15 +120,16 @@ class _InlineExecutor:
 
 
 def make_search_executor(kind: str = "inline", *, workers: int = 1, timeout: float | None = None,
-                         ray_address: str | None = None) -> Any:
-    """``ngl.executors.make_executor`` (inline / process / ray)."""
+                         ray_address: str | None = None, threads: int | None = None) -> Any:
+    """``ngl.executors.make_executor`` (inline / process / ray); ``threads`` per task."""
     try:
         from ..executors import make_executor
     except ModuleNotFoundError:
         if kind != "inline":
             raise ValueError(f"executor {kind!r} needs ngl.executors, which is not installed") from None
         return _InlineExecutor()
-    return make_executor(kind, workers=workers, timeout=timeout, ray_address=ray_address)
+    extra = {"threads": threads} if threads else {}
+    return make_executor(kind, workers=workers, timeout=timeout, ray_address=ray_address, **extra)
 
 
 def cache_key(expr: E.Expr) -> str:

@@ -5,8 +5,9 @@ In the spirit of EvoMAL's rejection protocol (Raymond et al., TPAMI 2023) and Au
 1. the tree must use both ``p`` and ``y``;
 2. values and gradients w.r.t. ``p`` must be finite on a probe grid (p in [0, 1], y in {0, 1});
 3. the loss must depend on ``p`` (some non-zero gradient on the grid);
-4. minimising it over free logits (Adam, a few hundred steps, softmax -> p, one-hot y) must raise
-   the mean probability of the true class by at least ``min_gain``.
+4. minimising it over free logits (Adam, up to a few hundred steps, softmax -> p, one-hot y) must
+   raise the mean probability of the true class by at least ``min_gain`` (checked every 25 steps:
+   accepted as soon as it does, rejected after half the steps if the rise is under a quarter).
 
 A screen costs milliseconds; a training run costs seconds to minutes.
 """
@@ -79,20 +80,30 @@ def screen(expr: E.Expr, *, steps: int = 200, lr: float = 0.1, batch: int = 32, 
         return ScreenResult(False, reason)
 
     gen = torch.Generator().manual_seed(seed)
-    logits = (0.1 * torch.randn(batch, classes, generator=gen, dtype=torch.float64)).requires_grad_(True)
+    logits = 0.1 * torch.randn(batch, classes, generator=gen, dtype=torch.float64)
     labels = torch.randint(0, classes, (batch,), generator=gen)
     onehot = torch.nn.functional.one_hot(labels, classes).to(torch.float64)
-    start = float(torch.softmax(logits.detach(), 1).gather(1, labels[:, None]).mean())
-    opt = torch.optim.Adam([logits], lr=lr)
-    for _ in range(steps):
-        opt.zero_grad(set_to_none=True)
-        loss = E.evaluate(expr, torch.softmax(logits, 1), onehot, namespace="torch").mean()
+    start = float(torch.softmax(logits, 1).gather(1, labels[:, None]).mean())
+    m, v = torch.zeros_like(logits), torch.zeros_like(logits)
+    b1, b2, end = 0.9, 0.999, start
+    for step in range(1, steps + 1):             # Adam, written out: a third of torch.optim's cost
+        z = logits.requires_grad_(True)
+        loss = E.evaluate(expr, torch.softmax(z, 1), onehot, namespace="torch").mean()
+        (grad,) = torch.autograd.grad(loss, z)
         if not math.isfinite(float(loss.detach())):
             return ScreenResult(False, "non-finite loss while minimising over free logits")
-        loss.backward()
-        opt.step()
-    with torch.no_grad():
-        end = float(torch.softmax(logits, 1).gather(1, labels[:, None]).mean())
+        with torch.no_grad():
+            logits = z.detach()
+            m.mul_(b1).add_(grad, alpha=1 - b1)
+            v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
+            denom = (v / (1 - b2 ** step)).sqrt_().add_(1e-8)
+            logits = logits - lr * (m / (1 - b1 ** step)) / denom
+            if step % 25 == 0 or step == steps:
+                end = float(torch.softmax(logits, 1).gather(1, labels[:, None]).mean())
+                if end - start >= min_gain:       # good enough: stop early
+                    break
+                if 2 * step >= steps and end - start < min_gain / 4:   # hopeless: stop early
+                    break
     gain = end - start
     if not math.isfinite(gain) or gain < min_gain:
         return ScreenResult(False, f"minimising it does not raise the true-class probability "
