@@ -1,0 +1,391 @@
+"""Readers for the native file formats of the protocol's datasets; nothing is ever downloaded.
+
+Every reader returns a dict of NumPy arrays: ``x_train`` uint8 images ``(N, H, W, C)``,
+``y_train`` int64 labels, and ``x_test``/``y_test`` when the dataset has an official test split,
+plus ``classes`` (names). Missing or unreadable files raise ``FileNotFoundError`` with one line that
+names the expected files and where to get them.
+"""
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import pickle
+import struct
+import tarfile
+import zipfile
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+__all__ = ["read_cifar", "read_idx", "read_fashion_mnist", "read_pcam", "read_image_tree",
+           "read_digits", "read_npz", "restricted_loads", "DataError", "H5Images",
+           "read_caltech101", "read_malaria", "read_colorectal", "env_data_dir"]
+
+
+class DataError(FileNotFoundError):
+    """A dataset's files are missing or corrupt (one-line message naming files and source)."""
+
+
+def _missing(what: str, where: Iterable[Path], url: str) -> DataError:
+    places = " or ".join(str(p) for p in where)
+    return DataError(f"{what} not found or unreadable at {places}; get it from {url} "
+                     f"(ngl never downloads) and pass its folder with --data-dir")
+
+
+# --------------------------------------------------------------------------- restricted unpickling
+_ALLOWED = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("_codecs", "encode"),
+}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _ALLOWED:
+            raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a dataset pickle")
+        return super().find_class(module, name)
+
+
+def restricted_loads(data: bytes) -> object:
+    """Unpickle ``data`` allowing only NumPy array reconstruction (no arbitrary globals).
+
+    The CIFAR "python version" files are Python 2 pickles of dicts of arrays/lists; this is the
+    only pickle ngl reads, and it never resolves any other class or function.
+    """
+    return _RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
+
+
+# --------------------------------------------------------------------------- CIFAR
+_CIFAR = {
+    "cifar10": ("cifar-10-batches-py", "cifar-10-python.tar.gz",
+                [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], "labels", "batches.meta",
+                "label_names", "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"),
+    "cifar100": ("cifar-100-python", "cifar-100-python.tar.gz", ["train"], ["test"], "fine_labels",
+                 "meta", "fine_label_names", "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"),
+}
+
+
+def _get(d: dict, key: str):
+    return d[key] if key in d else d[key.encode()]
+
+
+def read_cifar(root: str | Path, name: str) -> dict:
+    """CIFAR-10/100 from ``root/cifar-10-batches-py/`` (or ``cifar-100-python/``) or the original
+    ``.tar.gz`` in ``root``, via a restricted unpickler.
+
+    Returns ``x_train (N, 32, 32, 3) uint8, y_train (N,) int64, x_test, y_test, classes``.
+    """
+    if name not in _CIFAR:
+        raise ValueError(f"unknown CIFAR name {name!r}; expected 'cifar10' or 'cifar100'")
+    folder, archive, train_files, test_files, label_key, meta, names_key, url = _CIFAR[name]
+    root = Path(root)
+    src, tgz = root / folder, root / archive
+    if src.is_dir():
+        def read(member: str) -> bytes:
+            return (src / member).read_bytes()
+    elif tgz.is_file():
+        tar = tarfile.open(tgz, "r:gz")
+
+        def read(member: str) -> bytes:
+            f = tar.extractfile(f"{folder}/{member}")
+            if f is None:
+                raise KeyError(member)
+            return f.read()
+    else:
+        raise _missing(f"{name} ({folder}/ or {archive})", [src, tgz], url)
+
+    def load(members: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        xs, ys = [], []
+        for m in members:
+            d = restricted_loads(read(m))
+            xs.append(np.asarray(_get(d, "data"), dtype=np.uint8).reshape(-1, 3, 32, 32))
+            ys.append(np.asarray(_get(d, label_key), dtype=np.int64))
+        return np.concatenate(xs).transpose(0, 2, 3, 1).copy(), np.concatenate(ys)
+
+    try:
+        x_train, y_train = load(train_files)
+        x_test, y_test = load(test_files)
+        try:
+            classes = [c.decode() if isinstance(c, bytes) else str(c)
+                       for c in _get(restricted_loads(read(meta)), names_key)]
+        except (KeyError, OSError):
+            classes = [str(i) for i in range(int(max(y_train.max(), y_test.max())) + 1)]
+    except (KeyError, OSError, EOFError, ValueError, pickle.UnpicklingError, tarfile.TarError) as exc:
+        raise _missing(f"{name} ({folder}/{{{','.join(train_files + test_files)}}}: {exc})",
+                       [src, tgz], url) from None
+    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test,
+            "classes": classes}
+
+
+# --------------------------------------------------------------------------- IDX (Fashion-MNIST)
+_IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """An IDX file (``.gz`` or plain): magic ``0 0 type ndim``, big-endian int32 dims, then data."""
+    path = Path(path)
+    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    if len(raw) < 4 or raw[0] or raw[1] or raw[2] not in _IDX_TYPES:
+        raise ValueError(f"{path} is not an IDX file (bad magic {raw[:4]!r})")
+    ndim = raw[3]
+    dims = struct.unpack(f">{ndim}i", raw[4:4 + 4 * ndim])
+    dtype = np.dtype(_IDX_TYPES[raw[2]])
+    count = int(np.prod(dims)) if dims else 1
+    data = np.frombuffer(raw, dtype=dtype, count=count, offset=4 + 4 * ndim)
+    return data.reshape(dims)
+
+
+def _find(root: Path, names: list[str], subdirs: list[str]) -> Path | None:
+    for sub in subdirs:
+        for n in names:
+            p = root / sub / n
+            if p.is_file():
+                return p
+    return None
+
+
+def read_fashion_mnist(root: str | Path) -> dict:
+    """Fashion-MNIST from ``{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]`` in ``root``,
+    ``root/fashion_mnist`` or torchvision's ``root/FashionMNIST/raw``."""
+    root = Path(root)
+    subdirs = [".", "fashion_mnist", "fashion-mnist", "FashionMNIST/raw"]
+    url = "https://github.com/zalandoresearch/fashion-mnist"
+    out = {}
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        for kind, stem in (("x", f"{prefix}-images-idx3-ubyte"), ("y", f"{prefix}-labels-idx1-ubyte")):
+            p = _find(root, [stem, stem + ".gz"], subdirs)
+            try:
+                if p is None:
+                    raise OSError("missing")
+                arr = read_idx(p)
+            except (OSError, ValueError, EOFError) as exc:
+                raise _missing(f"fashion_mnist file {stem}[.gz] ({exc})", [root / s for s in subdirs[:2]],
+                               url) from None
+            out[f"{kind}_{split}"] = arr[..., None].astype(np.uint8) if kind == "x" else arr.astype(np.int64)
+    for split in ("train", "test"):
+        if len(out[f"x_{split}"]) != len(out[f"y_{split}"]):
+            raise DataError(f"fashion_mnist {split}: {len(out[f'x_{split}'])} images but "
+                            f"{len(out[f'y_{split}'])} labels; re-download from {url}")
+    out["classes"] = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                      "Sneaker", "Bag", "Ankle boot"]
+    return out
+
+
+# --------------------------------------------------------------------------- PCam (HDF5)
+class H5Images:
+    """Lazy NHWC uint8 images in an HDF5 dataset; ``self[idx]`` reads only the rows asked for."""
+
+    def __init__(self, path: Path, key: str = "x", rows: np.ndarray | None = None):
+        import h5py
+
+        self.path, self.key = Path(path), key
+        with h5py.File(self.path, "r") as f:
+            self._shape = f[key].shape
+        self.rows = np.arange(self._shape[0]) if rows is None else np.asarray(rows)
+        self._file = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.rows), *self._shape[1:])
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def subset(self, idx: np.ndarray) -> "H5Images":
+        return H5Images(self.path, self.key, self.rows[np.asarray(idx)])
+
+    def __getitem__(self, idx) -> np.ndarray:
+        import h5py
+
+        if self._file is None:
+            self._file = h5py.File(self.path, "r")
+        rows = self.rows[np.asarray(idx)]
+        order = np.argsort(rows, kind="stable")
+        uniq, inverse = np.unique(rows[order], return_inverse=True)
+        block = self._file[self.key][uniq]           # h5py needs increasing indices
+        out = np.empty((len(rows), *block.shape[1:]), dtype=block.dtype)
+        out[order] = block[inverse]
+        return out
+
+    def __getstate__(self):
+        return {**self.__dict__, "_file": None}
+
+
+def read_pcam(root: str | Path) -> dict:
+    """PatchCamelyon from ``camelyonpatch_level_2_split_{train,test}_{x,y}.h5`` (lazy images)."""
+    import h5py
+
+    root = Path(root)
+    subdirs = [".", "pcam"]
+    url = "https://github.com/basveeling/pcam (camelyonpatch_level_2_split_*.h5)"
+    out = {}
+    for split in ("train", "test"):
+        px = _find(root, [f"camelyonpatch_level_2_split_{split}_x.h5"], subdirs)
+        py = _find(root, [f"camelyonpatch_level_2_split_{split}_y.h5"], subdirs)
+        try:
+            if px is None or py is None:
+                raise OSError("missing")
+            with h5py.File(py, "r") as f:
+                y = np.asarray(f["y"]).reshape(-1).astype(np.int64)
+            x = H5Images(px, "x")
+            if len(x) != len(y) or len(x.shape) != 4:
+                raise ValueError(f"{len(x)} images of shape {x.shape} but {len(y)} labels")
+        except (OSError, KeyError, ValueError) as exc:
+            raise _missing(f"pcam camelyonpatch_level_2_split_{split}_{{x,y}}.h5 ({exc})",
+                           [root / s for s in subdirs], url) from None
+        out[f"x_{split}"], out[f"y_{split}"] = x, y
+    out["classes"] = ["normal", "metastatic"]
+    return out
+
+
+# --------------------------------------------------------------------------- class-folder trees / zips
+_IMAGE_EXT = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".ppm", ".webp"}
+
+
+def _tree_entries(source: Path) -> tuple[list[tuple[str, str]], Callable[[str], bytes]]:
+    """``[(class_name, member)]`` and a reader for the images of a folder tree or a zip file."""
+    if source.is_dir():
+        entries = [(p.parent.name, str(p)) for p in sorted(source.rglob("*"))
+                   if p.suffix.lower() in _IMAGE_EXT and p.parent != source and p.is_file()]
+        return entries, lambda m: Path(m).read_bytes()
+    zf = zipfile.ZipFile(source)
+    names = sorted(n for n in zf.namelist()
+                   if Path(n).suffix.lower() in _IMAGE_EXT and "/" in n and "__MACOSX" not in n)
+    return [(Path(n).parent.name, n) for n in names], zf.read
+
+
+def read_image_tree(source: str | Path, *, size: int, exclude: Iterable[str] = (),
+                    what: str = "image folder", url: str = "your own data") -> dict:
+    """A class-per-folder image tree (a directory or a ``.zip`` of one), every image converted to RGB
+    and resized to ``size x size``. Class = name of the image's parent folder, sorted."""
+    from PIL import Image
+
+    source = Path(source)
+    try:
+        entries, read = _tree_entries(source)
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise _missing(f"{what} ({exc})", [source], url) from None
+    entries = [(c, m) for c, m in entries if c not in set(exclude)]
+    if not entries:
+        raise _missing(f"{what} (no images in class sub-folders)", [source], url)
+    classes = sorted({c for c, _ in entries})
+    index = {c: i for i, c in enumerate(classes)}
+    x = np.empty((len(entries), size, size, 3), dtype=np.uint8)
+    for i, (_, member) in enumerate(entries):
+        try:
+            with Image.open(io.BytesIO(read(member))) as im:
+                x[i] = np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR))
+        except (OSError, ValueError, zipfile.BadZipFile) as exc:
+            raise DataError(f"{what}: cannot decode {member} ({exc}); the file is corrupt, "
+                            f"get a fresh copy from {url}") from None
+    y = np.array([index[c] for c, _ in entries], dtype=np.int64)
+    return {"x_train": x, "y_train": y, "classes": classes}
+
+
+# --------------------------------------------------------------------------- embedded / user arrays
+def read_digits() -> dict:
+    """scikit-learn's bundled 8x8 digits (values 0..16) as uint8 ``(1797, 8, 8, 1)`` in 0..255."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = np.clip(np.rint(d.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)[..., None]
+    return {"x_train": x, "y_train": d.target.astype(np.int64), "classes": [str(c) for c in range(10)]}
+
+
+def _to_nhwc(x: np.ndarray, path: Path, key: str) -> np.ndarray:
+    if x.ndim == 3:
+        return x[..., None]
+    if x.ndim == 4:
+        if x.shape[-1] in (1, 3, 4):
+            return x
+        if x.shape[1] in (1, 3, 4):
+            return x.transpose(0, 2, 3, 1)
+    raise ValueError(f"{path}: array {key!r} has shape {x.shape}; expected images (N, H, W), "
+                     f"(N, H, W, C) or (N, C, H, W) with C in 1, 3, 4")
+
+
+def read_npz(path: str | Path) -> dict:
+    """User arrays from an ``.npz``: ``x``, ``y`` and optionally ``x_test``, ``y_test`` (no pickles).
+
+    Images may be uint8 (scaled to [-1, 1] in training) or float (used as they are)."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise DataError(f"cannot read {path} as .npz with arrays x, y[, x_test, y_test] ({exc})") from None
+    if "x" not in arrays or "y" not in arrays:
+        raise ValueError(f"{path} holds {sorted(arrays)}; expected arrays 'x' and 'y' "
+                         f"(optionally 'x_test' and 'y_test')")
+    if ("x_test" in arrays) != ("y_test" in arrays):
+        raise ValueError(f"{path}: give both 'x_test' and 'y_test' or neither")
+    out: dict = {}
+    for split, (kx, ky) in {"train": ("x", "y"), "test": ("x_test", "y_test")}.items():
+        if kx not in arrays:
+            continue
+        x, y = _to_nhwc(arrays[kx], path, kx), arrays[ky].reshape(-1)
+        if len(x) != len(y):
+            raise ValueError(f"{path}: {kx} has {len(x)} samples but {ky} has {len(y)}")
+        if not np.issubdtype(y.dtype, np.integer) or (len(y) and y.min() < 0):
+            raise ValueError(f"{path}: {ky} must hold non-negative integer class labels, got {y.dtype}")
+        if x.dtype != np.uint8:
+            x = x.astype(np.float32)
+        out[f"x_{split}"], out[f"y_{split}"] = x, y.astype(np.int64)
+    n_classes = int(max(out["y_train"].max(), out.get("y_test", out["y_train"]).max())) + 1
+    out["classes"] = [str(i) for i in range(n_classes)]
+    return out
+
+
+def env_data_dir(data_dir: str | os.PathLike | None) -> Path:
+    """``data_dir``, else ``$NGL_DATA_DIR``, else ``./data``."""
+    return Path(data_dir or os.environ.get("NGL_DATA_DIR") or "data")
+
+
+def _tree_source(root: Path, candidates: list[str]) -> Path | None:
+    for c in candidates:
+        p = root / c
+        if p.exists():
+            return p
+    return None
+
+
+def read_caltech101(root: str | Path, *, size: int = 128) -> dict:
+    """Caltech-101 from ``101_ObjectCategories/`` (also under ``caltech101/``); the
+    ``BACKGROUND_Google`` clutter class is excluded as torchvision does."""
+    root = Path(root)
+    cands = ["101_ObjectCategories", "caltech101/101_ObjectCategories"]
+    url = "https://data.caltech.edu/records/mzrjq-6wc02 (101_ObjectCategories)"
+    src = _tree_source(root, cands)
+    if src is None:
+        raise _missing("caltech101 101_ObjectCategories/<class>/*.jpg", [root / c for c in cands], url)
+    return read_image_tree(src, size=size, exclude=("BACKGROUND_Google",), what="caltech101", url=url)
+
+
+def read_malaria(root: str | Path, *, size: int = 64) -> dict:
+    """NIH malaria cells from ``cell_images/{Parasitized,Uninfected}`` or ``cell_images.zip``."""
+    root = Path(root)
+    cands = ["cell_images", "malaria/cell_images", "cell_images.zip", "malaria/cell_images.zip"]
+    url = "https://lhncbc.nlm.nih.gov/LHC-research/LHC-projects/image-processing/malaria-datasheet.html"
+    src = _tree_source(root, cands)
+    if src is None:
+        raise _missing("malaria cell_images.zip or cell_images/{Parasitized,Uninfected}/*.png",
+                       [root / c for c in cands], url)
+    return read_image_tree(src, size=size, what="malaria", url=url)
+
+
+def read_colorectal(root: str | Path, *, size: int = 150) -> dict:
+    """Kather 2016 colorectal histology tiles (8 class folders of .tif), folder or original zip."""
+    root = Path(root)
+    stem = "Kather_texture_2016_image_tiles_5000"
+    cands = [stem, f"colorectal_histology/{stem}", f"{stem}.zip", f"colorectal_histology/{stem}.zip"]
+    url = "https://zenodo.org/record/53169 (Kather_texture_2016_image_tiles_5000.zip)"
+    src = _tree_source(root, cands)
+    if src is None:
+        raise _missing(f"colorectal_histology {stem}.zip or {stem}/<class>/*.tif",
+                       [root / c for c in cands], url)
+    return read_image_tree(src, size=size, what="colorectal_histology", url=url)
