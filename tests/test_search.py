@@ -302,3 +302,12 @@ def test_config_round_trip_and_unknown_keys():
 def test_resume_without_checkpoint_says_so(tmp_path):
     with pytest.raises(FileNotFoundError, match="no search checkpoint"):
         run_search(_cfg(), tmp_path, fitness_fn=toy_fitness, resume=True, progress=False, log=None)
+
+
+def test_initial_trees_are_redrawn_until_they_pass_the_screen(tmp_path):
+    screened = run_search(_cfg(generations=0, init_tries=50), tmp_path / "a", fitness_fn=toy_fitness,
+                          progress=False, log=None)
+    raw = run_search(_cfg(generations=0, init_tries=1), tmp_path / "b", fitness_fn=toy_fitness,
+                     progress=False, log=None)
+    assert screened.logbook[0]["rejected"] == 0 and screened.logbook[0]["screened"] >= 1
+    assert raw.logbook[0]["rejected"] > 0          # random trees are mostly useless losses

@@ -91,8 +91,8 @@ def test_end_to_end_search_on_digits_finds_a_loss_that_trains(tmp_path):
 def test_end_to_end_search_through_the_harness(tmp_path):
     train_mod = pytest.importorskip("ngl.train", reason="harness (ngl.train) not available yet")
     start = time.perf_counter()
-    cfg = SearchConfig(population=6, generations=1, tournament_size=2, fitness="train", dataset="digits",
-                       max_steps=40, batch_size=64, seed=0, screen_steps=100, seed_losses=["ce"])
+    cfg = SearchConfig(population=8, generations=2, tournament_size=3, fitness="train", dataset="digits",
+                       model="cnn_small", max_steps=40, batch_size=64, seed=0)
     res = run_search(cfg, tmp_path, progress=False, log=None)
     assert time.perf_counter() - start < 60
     assert res.hall_of_fame and res.hall_of_fame[0]["fitness"] > 0.1 + 0.2

@@ -35,6 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--mutation", type=float, default=d["mutation"], help="mutation probability")
     g.add_argument("--max-height", type=int, default=d["max_height"], help="maximum tree height (DEAP: a leaf is 0)")
     g.add_argument("--init-max-height", type=int, default=d["init_max_height"], help="maximum height of initial trees")
+    g.add_argument("--init-tries", type=int, default=d["init_tries"],
+                   help="draws per initial tree until one passes the screen (1: no screening)")
     g.add_argument("--elites", type=int, default=d["elites"], help="best individuals copied unchanged")
     g.add_argument("--hall-of-fame", type=int, default=d["hall_of_fame"], help="distinct best losses kept")
     g.add_argument("--primitives", default=None, help="comma-separated subset of operators (default: all)")

@@ -24,6 +24,7 @@ from deap import algorithms, tools
 
 from .. import expr as E
 from .fitness import FITNESS_FUNCTIONS, cache_key, evaluate_candidates, make_search_executor
+from .screen import screen
 from .gp import Individual, from_expr, is_valid, make_pset, make_toolbox, to_expr
 
 __all__ = ["SearchConfig", "SearchResult", "run_search", "load_checkpoint", "CHECKPOINT"]
@@ -44,6 +45,7 @@ class SearchConfig:
     mutation: float = 0.25
     max_height: int = 10
     init_max_height: int = 4
+    init_tries: int = 20                       # random initial trees are redrawn until they pass the screen
     elites: int = 1
     hall_of_fame: int = 10
     const_range: tuple[float, float] = (-3.0, 3.0)
@@ -82,6 +84,7 @@ class SearchConfig:
                   (2 <= self.max_height <= 40, "max_height must be in [2, 40]"),
                   (1 <= self.init_max_height <= self.max_height, "init_max_height must be in [1, max_height]"),
                   (0 <= self.elites < self.population, "elites must be in [0, population)"),
+                  (self.init_tries >= 1, "init_tries must be >= 1"),
                   (self.hall_of_fame >= 1, "hall_of_fame must be >= 1"),
                   (self.const_range[0] < self.const_range[1], "const_range must be (low, high) with low < high"),
                   (self.fitness in FITNESS_FUNCTIONS or self.fitness == "custom",
@@ -244,7 +247,14 @@ def _initial_population(cfg: SearchConfig, pset: Any, tb: Any) -> list[Individua
             raise ValueError(f"seed loss {name!r} is higher than max_height={cfg.max_height} "
                              f"or lacks p or y")
         pop.append(ind)
-    return pop + [tb.individual() for _ in range(cfg.population - len(pop))]
+    for _ in range(cfg.population - len(pop)):
+        for _ in range(cfg.init_tries):          # redraw trees the screen would reject anyway
+            ind = tb.individual()
+            if cfg.init_tries == 1 or screen(to_expr(ind), steps=cfg.screen_steps,
+                                             min_gain=cfg.screen_min_gain).ok:
+                break
+        pop.append(ind)
+    return pop
 
 
 def run_search(config: SearchConfig, out_dir: str | os.PathLike[str], *, resume: bool = False,
