@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._common import (check_positive, check_range, check_reduction, compute_dtype, log_probs,
+from ._common import (check_finite, check_positive, check_range, check_reduction, compute_dtype, log_probs,
                       prepare, reduce_loss)
 
 __all__ = ["ce_loss", "CELoss", "ce_l2_loss", "CEL2Loss", "label_smoothing_ce_loss",
@@ -36,7 +36,8 @@ def ce_loss(input: Tensor, target: Tensor, *, from_logits: bool = True, label_sm
     check_reduction(reduction)
     targets = prepare(input, target, ignore_index=ignore_index, weight=weight, name="ce")
     x = input.to(compute_dtype(input)) if from_logits else log_probs(input, from_logits=False)
-    tgt = target if targets.index is None else target.long()
+    # soft targets in x's dtype (a float16 target would otherwise degrade the float32 result)
+    tgt = target.to(x.dtype) if targets.index is None else target.long()
     return F.cross_entropy(x, tgt, weight=None if weight is None else weight.to(x.dtype),
                            ignore_index=ignore_index, reduction=reduction,
                            label_smoothing=label_smoothing)
@@ -60,6 +61,7 @@ def ce_l2_loss(input: Tensor, target: Tensor, *, model: nn.Module | None = None,
     Use the module :class:`CEL2Loss` in training: the trainer calls its ``penalty(model)`` hook
     once per step and adds it to the (reduced) loss.
     """
+    check_positive("l2", l2)
     loss = ce_loss(input, target, **kwargs)
     if model is not None:
         loss = loss + l2_penalty(model, l2).to(loss.dtype)
@@ -76,6 +78,7 @@ def poly1_loss(input: Tensor, target: Tensor, *, epsilon: float = 1.0, from_logi
                weight: Tensor | None = None, ignore_index: int = -100, reduction: str = "mean") -> Tensor:
     """Poly-1 (Leng et al., ICLR 2022): :math:`\\mathrm{CE} + \\epsilon (1 - p_t)`,
     ``p_t = sum_c y_c p_c`` for soft targets."""
+    check_finite("epsilon", epsilon)
     targets = prepare(input, target, ignore_index=ignore_index, weight=weight, name="poly1")
     logp = log_probs(input, from_logits=from_logits)
     logp_t = targets.pick(logp)
@@ -142,6 +145,4 @@ class Poly1Loss(_Loss):
     fn = staticmethod(poly1_loss)
 
     def __init__(self, *, epsilon: float = 1.0, from_logits: bool = True, ignore_index: int = -100, **kw) -> None:
-        if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or epsilon != epsilon:
-            raise ValueError(f"epsilon must be a finite number, got {epsilon!r}")
-        super().__init__(epsilon=float(epsilon), from_logits=from_logits, ignore_index=ignore_index, **kw)
+        super().__init__(epsilon=check_finite("epsilon", epsilon), from_logits=from_logits, ignore_index=ignore_index, **kw)
