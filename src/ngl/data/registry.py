@@ -96,7 +96,7 @@ def _subset(x, idx: np.ndarray):
 def take(x, idx: Tensor) -> Tensor:
     """Rows ``idx`` of stored images as an NCHW tensor (one gather; lazy sources read from disk)."""
     if isinstance(x, Tensor):
-        return x.index_select(0, idx)
+        return x.index_select(0, idx.to(x.device))
     return torch.from_numpy(np.ascontiguousarray(x[idx.numpy()].transpose(0, 3, 1, 2)))
 
 
