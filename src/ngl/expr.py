@@ -432,15 +432,24 @@ def _from_tree(obj: Any, depth: int = 0) -> Expr:
     if isinstance(obj, bool):
         raise ExprError(f"a boolean is not a valid tree node: {obj!r}")
     if isinstance(obj, (int, float)):
-        if not math.isfinite(obj):
-            raise ExprError(f"non-finite constant {obj!r} in expression tree")
-        return const(obj)
+        try:
+            value = float(obj)
+        except OverflowError:       # a JSON integer beyond float range
+            value = math.inf
+        if not math.isfinite(value):
+            raise ExprError(f"non-finite constant {str(obj)[:40]} in expression tree")
+        return const(value)
     if isinstance(obj, str):
         if obj not in TERMINALS:
             raise ExprError(f"unknown terminal {obj!r}; expected 'p', 'y' or a number")
         return Expr(obj)
     if isinstance(obj, list) and obj and isinstance(obj[0], str):
-        return Expr(obj[0], tuple(_from_tree(a, depth + 1) for a in obj[1:]))
+        op, args = obj[0], obj[1:]
+        if op not in PRIMITIVES:      # name the operator before looking at its arguments
+            raise ExprError(f"unknown primitive {op[:60]!r}; expected one of {sorted(PRIMITIVES)}")
+        if len(args) != PRIMITIVES[op].arity:
+            raise ExprError(f"{op!r} takes {PRIMITIVES[op].arity} argument(s), got {len(args)}")
+        return Expr(op, tuple(_from_tree(a, depth + 1) for a in args))
     raise ExprError(f"malformed tree node {str(obj)[:60]!r}: expected 'p', 'y', a number or "
                     f"[primitive, args...]")
 
@@ -502,8 +511,13 @@ def load_document(path: str | os.PathLike[str]) -> tuple[Expr, dict[str, Any]]:
                         f"{MAX_FILE_BYTES} bytes")
     try:
         doc = json.loads(path.read_text(), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ExprError(f"{path}: not valid JSON ({exc})") from None
+    except ExprError as exc:          # NaN / Infinity
+        raise ExprError(f"{path}: {exc}") from None
+    except RecursionError:
+        raise ExprError(f"{path}: JSON nested too deep; an expression is at most {MAX_DEPTH} "
+                        f"levels deep") from None
+    except (UnicodeDecodeError, ValueError) as exc:   # JSONDecodeError, over-long integers
+        raise ExprError(f"{path}: not valid JSON ({str(exc)[:200]})") from None
     try:
         expr = from_json(doc)
     except ExprError as exc:
