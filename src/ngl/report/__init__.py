@@ -19,7 +19,8 @@ __all__ = ["summarize", "verdict", "paired_test", "loss_order", "to_markdown", "
 
 
 def write_report(db: str | Path, out_dir: str | Path, *, baseline: str = "ce", band: float = 0.5,
-                 plots: bool = True, published: bool = False) -> dict[str, Any]:
+                 plots: bool = True, published: bool = False,
+                 title: str = "ngl benchmark report") -> dict[str, Any]:
     """Read the results database ``db`` and write ``report.md``, ``report.csv``, ``report.json`` and
     (``plots``) ``deltas.png``, ``learning_curves.png``, ``loss_shapes.png`` into ``out_dir``.
 
@@ -33,7 +34,7 @@ def write_report(db: str | Path, out_dir: str | Path, *, baseline: str = "ce", b
     if not rows:
         raise ValueError(f"{db} holds no runs yet (run 'ngl bench' first)")
     summary = summarize(rows, baseline=baseline, band=band)
-    md = to_markdown(summary)
+    md = to_markdown(summary, title=title)
     if published:
         md += "\n" + compare_markdown(summary)
     out = Path(out_dir)

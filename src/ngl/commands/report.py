@@ -1,0 +1,53 @@
+"""``ngl report``: the comparison table (and figures) from a bench's results database."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ["register", "run", "resolve_db"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report", help="the paper's table (and more) from a bench's results",
+        description="Read a results database written by 'ngl bench' and write report.md, report.csv, "
+                    "report.json and PNG figures (deltas vs CE, learning curves, loss shapes): CE's "
+                    "test accuracy in %%, every other loss in percentage points vs CE per dataset "
+                    "(mean over seeds and models), a Mean column, the better/same/worse verdict "
+                    "(+-band, inclusive), seed spread, a paired t-test with 95%% CI per cell, missing "
+                    "cells and failed or diverged runs. The Markdown is printed too.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("source", nargs="?", default="runs/bench",
+                   help="a bench output directory (with results.sqlite) or the .sqlite file itself")
+    p.add_argument("--out", default=None, help="output directory (default: SOURCE/report)")
+    p.add_argument("--baseline", default="ce", help="the loss every other loss is compared to")
+    p.add_argument("--band", type=float, default=0.5, help="half-width of the 'same' band in pp")
+    p.add_argument("--published", action="store_true",
+                   help="also print the published table (arXiv 2404.12948) beside ours where datasets match")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
+    p.add_argument("--quiet", action="store_true", help="do not print the Markdown")
+    p.set_defaults(func=run)
+
+
+def resolve_db(source: str | Path) -> Path:
+    path = Path(source)
+    return path / "results.sqlite" if path.is_dir() else path
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..report import write_report
+
+    if args.band < 0:
+        raise ValueError(f"--band must be >= 0, got {args.band}")
+    db = resolve_db(args.source)
+    out = Path(args.out) if args.out else db.parent / "report"
+    rep = write_report(db, out, baseline=args.baseline, band=args.band, plots=not args.no_plots,
+                       published=args.published)
+    if args.baseline not in rep["summary"]["losses"]:
+        print(f"ngl report: warning: no runs of the baseline {args.baseline!r}; deltas are n/a",
+              file=sys.stderr)
+    if not args.quiet:
+        print(rep["markdown"])
+    print(f"report: {', '.join(rep['files'].values())}", file=sys.stderr)
+    return 0
