@@ -311,3 +311,15 @@ def test_initial_trees_are_redrawn_until_they_pass_the_screen(tmp_path):
                      progress=False, log=None)
     assert screened.logbook[0]["rejected"] == 0 and screened.logbook[0]["screened"] >= 1
     assert raw.logbook[0]["rejected"] > 0          # random trees are mostly useless losses
+
+
+def always_failing_fitness(infix: str, settings: dict) -> float:
+    raise FileNotFoundError("dataset files not found at /nowhere")
+
+
+def test_bad_harness_settings_fail_before_the_search(tmp_path):
+    with pytest.raises(ValueError, match="unknown model 'nope'"):
+        run_search(SearchConfig(fitness="train", model="nope", generations=0), tmp_path, progress=False, log=None)
+    with pytest.raises(ValueError, match="every fitness run of generation 0 failed.*nowhere"):
+        run_search(_cfg(generations=2), tmp_path / "x", fitness_fn=always_failing_fitness,
+                   progress=False, log=None)

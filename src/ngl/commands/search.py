@@ -15,6 +15,18 @@ def _defaults() -> dict:
     return SearchConfig().to_dict()
 
 
+def _fitness_names() -> list[str]:
+    from ..search import FITNESS_FUNCTIONS
+
+    return list(FITNESS_FUNCTIONS)
+
+
+def _executor_names() -> list[str]:
+    from ..executors import EXECUTORS
+
+    return list(EXECUTORS)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     d = _defaults()
     p = sub.add_parser(
@@ -43,10 +55,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--seed-losses", default="", help="registry losses in the initial population, e.g. ce,ngl")
     g.add_argument("--seed", type=int, default=d["seed"], help="random seed of the search")
     f = p.add_argument_group("fitness")
-    f.add_argument("--fitness", default=d["fitness"], help="train: short harness run; linear: softmax "
-                   "regression on digits (fast proxy)")
+    f.add_argument("--fitness", default=d["fitness"], choices=sorted(_fitness_names()),
+                   help="train: short harness run; linear: softmax regression on digits (fast proxy)")
     f.add_argument("--dataset", default=d["dataset"], help="harness dataset (ngl.data.list_datasets())")
     f.add_argument("--model", default=d["model"], help="harness model (ngl.models.list_models())")
+    f.add_argument("--data-dir", default=None, help="folder with the dataset files (harness default if unset)")
     f.add_argument("--max-steps", type=int, default=d["max_steps"], help="optimizer steps per fitness run")
     f.add_argument("--batch-size", type=int, default=d["batch_size"], help="batch size of fitness runs")
     f.add_argument("--lr", type=float, default=None, help="learning rate (default: the fitness function's)")
@@ -62,7 +75,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--screen-min-gain", type=float, default=d["screen_min_gain"],
                    help="required rise of the mean true-class probability")
     x = p.add_argument_group("execution")
-    x.add_argument("--executor", default=d["executor"], help="inline | process | ray")
+    x.add_argument("--executor", default=d["executor"], choices=_executor_names(),
+                   help="where fitness runs go (inline ignores --timeout)")
     x.add_argument("--workers", type=int, default=d["workers"], help="parallel fitness runs")
     x.add_argument("--timeout", type=float, default=None, help="seconds per fitness run (then worst fitness)")
     x.add_argument("--ray-address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")

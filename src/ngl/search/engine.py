@@ -23,7 +23,7 @@ from typing import Any, Callable
 from deap import algorithms, tools
 
 from .. import expr as E
-from .fitness import FITNESS_FUNCTIONS, cache_key, evaluate_candidates, make_search_executor
+from .fitness import FITNESS_FUNCTIONS, cache_key, check_train_settings, evaluate_candidates, make_search_executor
 from .screen import screen
 from .gp import Individual, from_expr, is_valid, make_pset, make_toolbox, to_expr
 
@@ -56,6 +56,7 @@ class SearchConfig:
     fitness: str = "train"                     # a FITNESS_FUNCTIONS name
     dataset: str = "digits"
     model: str = "cnn_small"
+    data_dir: str | None = None                # harness data folder (None: $NGL_DATA_DIR or ./data)
     max_steps: int = 200
     batch_size: int = 64
     lr: float | None = None                    # None: the fitness function's default
@@ -115,7 +116,8 @@ class SearchConfig:
                     **({"lr": self.lr} if self.lr is not None else {})}
         settings = {"dataset": self.dataset, "model": self.model, "max_steps": self.max_steps,
                     "epochs": 10_000, "batch_size": self.batch_size, "seed": self.train_seed,
-                    "train_fraction": self.train_fraction, "device": self.device, "threads": self.threads}
+                    "train_fraction": self.train_fraction, "device": self.device, "threads": self.threads,
+                    "data_dir": self.data_dir}
         if self.lr is not None:
             settings["lr"] = self.lr
         return settings
@@ -280,6 +282,10 @@ def run_search(config: SearchConfig, out_dir: str | os.PathLike[str], *, resume:
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / CHECKPOINT
     fitness: str | Callable = fitness_fn if fitness_fn is not None else config.fitness
+    if fitness_fn is None and config.fitness not in FITNESS_FUNCTIONS:
+        raise ValueError(f"fitness {config.fitness!r} needs a fitness_fn; registered: {sorted(FITNESS_FUNCTIONS)}")
+    if fitness == "train":
+        check_train_settings(config.fitness_settings())
     pset = make_pset(const_range=config.const_range, primitives=config.primitives)
     tb = make_toolbox(pset, tournament_size=config.tournament_size, max_height=config.max_height,
                       init_max_height=config.init_max_height)
@@ -323,6 +329,10 @@ def run_search(config: SearchConfig, out_dir: str | os.PathLike[str], *, resume:
             wall = time.perf_counter() - t0
             elapsed += wall
             row = _record(gen, pop, stats, wall, elapsed)
+            if gen == 0 and stats["evaluations"] and stats["failed"] == stats["evaluations"]:
+                first = next(i.note for i in pop if i.note and i.fitness.values[0] == 0.0
+                             and not i.note.startswith(("missing", "non-finite", "constant", "minimising")))
+                raise ValueError(f"every fitness run of generation 0 failed; first error: {first}")
             logbook.append(row)
             if log:
                 best = hof[0]["infix"] if hof else "-"

@@ -23,7 +23,7 @@ from .. import expr as E
 from .gp import WORST_FITNESS
 from .screen import screen
 
-__all__ = ["FITNESS_FUNCTIONS", "train_fitness", "linear_fitness", "evaluate_candidates",
+__all__ = ["FITNESS_FUNCTIONS", "check_train_settings", "train_fitness", "linear_fitness", "evaluate_candidates",
            "GenerationStats", "make_search_executor", "halving_budgets", "cache_key"]
 
 FitnessFn = Callable[[str, dict], float]
@@ -86,6 +86,21 @@ def linear_fitness(infix: str, settings: dict) -> float:
     with torch.no_grad():
         pred = model(torch.from_numpy(x_va)).argmax(1).numpy()
     return float((pred == y_va).mean())
+
+
+def check_train_settings(settings: dict) -> None:
+    """Fail before the search starts on a bad harness config, unknown dataset or model."""
+    from ..data import get_dataset_info
+    from ..models import get_model_info
+    from ..train import TrainConfig
+
+    TrainConfig.from_dict({**settings, "loss": "ce"}).validate()
+    try:
+        get_model_info(settings["model"])
+        if ":" not in settings["dataset"]:
+            get_dataset_info(settings["dataset"])
+    except KeyError as exc:
+        raise ValueError(exc.args[0]) from None
 
 
 #: Fitness functions by name (``ngl search --fitness``).
