@@ -25,9 +25,13 @@ def check_reduction(reduction: str) -> str:
     return reduction
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def check_positive(name: str, value: float, *, allow_zero: bool = True) -> float:
-    ok = value >= 0 if allow_zero else value > 0
-    if not (isinstance(value, (int, float)) and ok and value == value and value != float("inf")):
+    ok = _is_number(value) and (value >= 0 if allow_zero else value > 0)
+    if not (ok and value == value and value != float("inf")):
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
     return float(value)
@@ -40,7 +44,7 @@ def check_finite(name: str, value: float) -> float:
 
 
 def check_range(name: str, value: float, lo: float, hi: float) -> float:
-    if not (isinstance(value, (int, float)) and lo <= value <= hi):
+    if not (_is_number(value) and lo <= value <= hi):
         raise ValueError(f"{name} must lie in [{lo}, {hi}], got {value!r}")
     return float(value)
 
