@@ -195,6 +195,16 @@ def test_out_of_range_hyperparameters_rejected(name, kwargs):
         get_loss_info(name).fn(x, t, **kwargs, **({"model": torch.nn.Linear(3, 3)} if name == "ce_l2" else {}))
 
 
+@pytest.mark.parametrize("name", LOSSES)
+@pytest.mark.parametrize("bad", ["0.5", None, True], ids=["str", "None", "bool"])
+def test_non_numeric_hyperparameters_rejected(name, bad):
+    for hp in float_hparams(name):
+        if hp == "alpha" and name == "focal" and bad is None:
+            continue   # focal's alpha=None means "no alpha"
+        with pytest.raises(ValueError, match=hp):
+            get_loss(name, **{hp: bad})
+
+
 def test_every_loss_has_float_hparams_checked():
     """The NaN/inf test above is only meaningful if the registry exposes the hyperparameters."""
     assert {"alpha"} <= set(float_hparams("ngl"))
