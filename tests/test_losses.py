@@ -254,3 +254,35 @@ def test_soft_one_hot_equals_labels(name):
     x, t = make_inputs(SHAPES["BCHW"], seed=5)
     onehot = F.one_hot(t, x.shape[1]).movedim(-1, 1).float()
     torch.testing.assert_close(fn(x, onehot, reduction="none"), fn(x, t, reduction="none"))
+
+
+KNOWN_EMPTY_BUGS = {"ngl": "ngl_loss fast path divides by the element count: ZeroDivisionError on an empty batch"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(reason=KNOWN_EMPTY_BUGS[n], strict=True))
+                                  if n in KNOWN_EMPTY_BUGS else n for n in LOSSES])
+def test_empty_batch_like_cross_entropy(name):
+    """An empty batch: ``none`` is empty, ``sum`` is 0, ``mean`` is NaN (as ``F.cross_entropy``)."""
+    fn = get_loss_info(name).fn
+    x, t = torch.randn(0, 4, requires_grad=True), torch.zeros(0, dtype=torch.long)
+    assert fn(x, t, reduction="none").shape == (0,)
+    assert fn(x, t, reduction="sum").item() == 0
+    assert torch.isnan(fn(x, t, reduction="mean"))
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_memory_layout_does_not_matter(name):
+    """channels_last and transposed (non-contiguous) predictions give the same values and grads."""
+    fn = get_loss_info(name).fn
+    x, t = make_inputs(SHAPES["BCHW"], seed=6)
+    layouts = [x.contiguous(), x.to(memory_format=torch.channels_last),
+               x.permute(0, 1, 3, 2).contiguous().permute(0, 1, 3, 2)]
+    results = []
+    for z in layouts:
+        z = z.detach().requires_grad_(True)
+        loss = fn(z, t, reduction="none")
+        (g,) = torch.autograd.grad(loss.sum(), z)
+        results.append((loss.detach(), g))
+    for loss, g in results[1:]:
+        torch.testing.assert_close(loss, results[0][0], rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(g, results[0][1], rtol=1e-6, atol=1e-7)
