@@ -323,6 +323,8 @@ def parse(text: str) -> Expr:
         return node
 
     def unary(depth: int) -> Expr:
+        if depth > MAX_DEPTH:
+            raise ExprError(f"expression is nested deeper than {MAX_DEPTH} levels")
         if peek() == ("op", "-"):
             take("op", "-")
             if peek()[0] == "num":
