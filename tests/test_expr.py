@@ -218,6 +218,8 @@ BAD_INFIX = {
     "nan * p": "unknown primitive 'nan'",
     "": "unexpected 'end of text'",
     "(" * 60 + "p" + ")" * 60: "deeper than 48",
+    "-" * 3000 + "p": "deeper than 48",
+    "exp(" * 1000 + "p" + ")" * 1000: "deeper than 48",
     " + ".join(["p"] * 300): "characters|nodes",
 }
 
