@@ -101,6 +101,13 @@ def test_end_to_end_search_through_the_harness(tmp_path):
                                                 epochs=100, seed=1, threads=1, device="cpu"),
                           progress=False)
     assert run.status == "ok" and run.test_accuracy > 0.1 + 0.3
+    # and `ngl bench --loss` takes the file next to the baselines
+    from ngl.cli import main
+
+    assert main(["bench", "--preset", "smoke", "--losses", f"ce,{best}", "--out", str(tmp_path / "bench"),
+                 "--quiet", "--no-plots"]) == 0
+    report = json.loads((tmp_path / "bench" / "report" / "report.json").read_text())
+    assert str(best) in report["losses"] and report["runs"]["ok"] == report["runs"]["total"] == 2
 
 
 def sleepy_fitness(infix: str, settings: dict) -> float:
