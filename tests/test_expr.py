@@ -281,3 +281,11 @@ def test_expression_loss_from_file_without_json_suffix(tmp_path):
     logits, labels = torch.randn(6, 4, dtype=torch.float64), torch.randint(0, 4, (6,))
     # CE averaged over classes: F.cross_entropy / C
     torch.testing.assert_close(crit(logits, labels), torch.nn.functional.cross_entropy(logits, labels) / 4)
+
+
+def test_jax_namespace_matches_numpy(rng):
+    jnp = pytest.importorskip("jax.numpy")
+    p, y = rng.random(20), (rng.random(20) < 0.5).astype(float)
+    for tree in (NGL, CE, call("div", Y, P), call("sqrt", call("neg", P))):
+        got = np.asarray(E.evaluate(tree, jnp.asarray(p, dtype=jnp.float32), jnp.asarray(y, dtype=jnp.float32)))
+        np.testing.assert_allclose(got, E.evaluate(tree, p, y), rtol=2e-5)

@@ -286,3 +286,17 @@ def test_memory_layout_does_not_matter(name):
     for loss, g in results[1:]:
         torch.testing.assert_close(loss, results[0][0], rtol=1e-6, atol=1e-6)
         torch.testing.assert_close(g, results[0][1], rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", [n for n in LOSSES if get_loss_info(n).expression is not None])
+def test_registered_expression_is_the_loss(name):
+    """The registry's per-class expression (what the report prints) computes the loss itself:
+    expression losses average over classes, CE-family losses sum, hence the factor C for those."""
+    from ngl.losses import from_expression
+
+    info = get_loss_info(name)
+    x, t = make_inputs((6, 5), dtype=torch.float64, seed=7, scale=1.0)
+    got = from_expression(info.expression, reduction="none")(x, t)
+    ref = info.fn(x, t, reduction="none")
+    factor = 1 if name == "ngl" else x.shape[1]
+    torch.testing.assert_close(got * factor, ref, rtol=1e-5, atol=1e-6)
