@@ -90,6 +90,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     o.add_argument("--dry-run", action="store_true", help="print the grid's runs and exit")
     o.add_argument("--no-report", action="store_true", help="do not write or print the report")
     o.add_argument("--no-plots", action="store_true", help="report without PNG figures")
+    o.add_argument("--published", action="store_true",
+                   help="print the published table (arXiv 2404.12948) beside ours where datasets match")
     o.add_argument("--quiet", action="store_true", help="no progress bar or per-run lines")
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from .render import loss_label
+from .tables import loss_order
 
 __all__ = ["plot_deltas", "plot_learning_curves", "plot_loss_shapes"]
 
@@ -69,7 +70,9 @@ def plot_learning_curves(rows: list[dict[str, Any]], path: str | Path, *, metric
     ds = sorted(curves) or ["(no runs)"]
     fig, axes = plt.subplots(1, len(ds), figsize=(5 * len(ds), 3.6), squeeze=False)
     for ax, d in zip(axes[0], ds):
-        for loss, by_epoch in sorted(curves.get(d, {}).items()):
+        by_loss = curves.get(d, {})
+        for loss in loss_order(set(by_loss), "ce"):       # same order (and colours) as the table
+            by_epoch = by_loss[loss]
             epochs = sorted(by_epoch)
             ax.plot(epochs, [100 * mean(by_epoch[e]) for e in epochs], marker=".", label=loss_label(loss))
         ax.set_title(d)
