@@ -147,15 +147,7 @@ def test_bad_inputs_raise(name, case):
         get_loss(name, **kwargs)(args[0], args[1])
 
 
-KNOWN_BUGS = {
-    # ngl_loss's fused path takes any reduction other than "none" as "sum"/"mean" before
-    # reduce_loss can check it; remove when src/ngl/losses/ngl.py validates it up front
-    "ngl": "ngl_loss(reduction='avg') silently sums on the fast path",
-}
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(reason=KNOWN_BUGS[n], strict=True))
-                                  if n in KNOWN_BUGS else n for n in LOSSES])
+@pytest.mark.parametrize("name", LOSSES)
 def test_unknown_reduction(name):
     x, t = make_inputs((4, 3))
     with pytest.raises(ValueError, match="reduction must be one of"):
@@ -256,11 +248,7 @@ def test_soft_one_hot_equals_labels(name):
     torch.testing.assert_close(fn(x, onehot, reduction="none"), fn(x, t, reduction="none"))
 
 
-KNOWN_EMPTY_BUGS = {"ngl": "ngl_loss fast path divides by the element count: ZeroDivisionError on an empty batch"}
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(reason=KNOWN_EMPTY_BUGS[n], strict=True))
-                                  if n in KNOWN_EMPTY_BUGS else n for n in LOSSES])
+@pytest.mark.parametrize("name", LOSSES)
 def test_empty_batch_like_cross_entropy(name):
     """An empty batch: ``none`` is empty, ``sum`` is 0, ``mean`` is NaN (as ``F.cross_entropy``)."""
     fn = get_loss_info(name).fn

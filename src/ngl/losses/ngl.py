@@ -96,6 +96,8 @@ def _native_forward(lib, logits: Tensor, index: Tensor, alpha: float) -> tuple[T
     spatial = z.numel() // max(batch * num_classes, 1)
     value = torch.empty(t.shape, dtype=z.dtype)
     grad = torch.empty_like(z)
+    if z.numel() == 0:
+        return value, grad
     _, coef_h, coef_dh = _poly_f32(alpha)
     status = lib.ngl_forward_f32(z.data_ptr(), t.data_ptr(), batch, num_classes, spatial,
                                  coef_h, coef_dh, _DEGREE, alpha, value.data_ptr(), grad.data_ptr())
@@ -165,6 +167,7 @@ def ngl_loss(input: Tensor, target: Tensor, *, alpha: float = ALPHA, from_logits
     Classification", arXiv 2404.12948 (2024).
     """
     check_finite("alpha", alpha)
+    check_reduction(reduction)
     targets = prepare(input, target, ignore_index=ignore_index, weight=weight, name="ngl")
     dtype = compute_dtype(input)
     usable = from_logits and not scaling and targets.index is not None
@@ -173,8 +176,8 @@ def ngl_loss(input: Tensor, target: Tensor, *, alpha: float = ALPHA, from_logits
                          "integer class labels")
     if usable and (fast or (fast is None and dtype != torch.float64)):
         sample_weight = targets.sample_weight(weight, torch.float32)
-        if sample_weight is None and reduction != "none":
-            count = targets.index.numel()
+        count = targets.index.numel()
+        if sample_weight is None and reduction != "none" and count:
             return _FastNGL.apply(input, targets.index, float(alpha), 1.0 / count if reduction == "mean" else 1.0)
         per_sample = _FastNGL.apply(input, targets.index, float(alpha), None)
     else:
