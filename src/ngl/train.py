@@ -113,7 +113,7 @@ class _Batches:
                  augment: bool, generator: torch.Generator):
         self.device, self.in_channels, self.size = device, in_channels, image_size
         self.augment, self.generator = augment, generator
-        self.channels_last = device.type == "cuda"
+        self.channels_last = True      # NHWC: faster convolutions, pooling and BN on CPU (oneDNN) and GPU
 
     def __call__(self, x: Tensor, *, train: bool) -> Tensor:
         x = x.to(self.device, non_blocking=True)
@@ -230,7 +230,7 @@ def _setup(cfg: TrainConfig):
         raise ValueError(f"bad loss_kwargs for loss {cfg.loss!r}: {exc}") from None
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, num_classes=data.num_classes, in_channels=c, image_size=size)
-    model = model.to(device, memory_format=torch.channels_last if device.type == "cuda" else torch.preserve_format)
+    model = model.to(device, memory_format=torch.channels_last)
     criterion = criterion.to(device)
     gen = torch.Generator().manual_seed(cfg.seed)
     augment = data.augment if cfg.augment is None else cfg.augment
