@@ -115,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--generations", type=int, default=20, help="generations of the cache-rate search")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
+    ap.add_argument("--parts", default="screen,workers,search",
+                    help="which measurements to (re)run; the others are kept from an existing --out file")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -126,32 +128,38 @@ def main(argv: list[str] | None = None) -> int:
             args.fitness = "train"
         except ModuleNotFoundError:
             args.fitness = "linear"
-    out: dict = {"machine": {"python": sys.version.split()[0], "torch": torch.__version__,
+    parts = set(args.parts.split(","))
+    path = Path(args.out)
+    out: dict = json.loads(path.read_text()) if path.is_file() and parts != {"screen", "workers", "search"} else {}
+    out |= {"machine": {"python": sys.version.split()[0], "torch": torch.__version__,
                              "cpus": os.cpu_count(), "platform": platform.platform()},
                  "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    print("screen ...", flush=True)
-    out["screen"] = bench_screen(args.screen_candidates, args.seed)
-    print(f"  {out['screen']['screened_per_second']:.1f} candidates/s", flush=True)
-    print(f"full evaluation ({args.fitness}, {args.max_steps} steps) ...", flush=True)
-    out["full_evaluation"] = bench_full_eval(args.fitness, args.max_steps, repeats=3)
-    full_s = out["full_evaluation"]["seconds_per_evaluation"]
-    out["screen_cost_fraction"] = out["screen"]["mean_s"] / full_s
-    out["screen_cost_fraction_accepted"] = (out["screen"]["mean_s_accepted"] or 0) / full_s
-    out["screen_target_met"] = out["screen_cost_fraction"] < 0.02
-    print(f"  {full_s:.2f} s; one screen = {out['screen_cost_fraction']:.2%} of it", flush=True)
-    runs = []
-    for w in (1, 2):
-        print(f"workers={w} ...", flush=True)
-        runs.append(bench_workers(args.fitness, args.max_steps, args.tasks, w))
-        print(f"  {runs[-1]['evaluations_per_minute']:.1f} evaluations/min", flush=True)
-    out["workers"] = runs
-    out["speedup_2_workers"] = runs[1]["evaluations_per_minute"] / runs[0]["evaluations_per_minute"]
-    out["speedup_target_met"] = out["speedup_2_workers"] >= 1.7
-    print(f"search ({args.generations} generations, default GP settings) ...", flush=True)
-    out["search"] = bench_search(args.generations, args.seed)
-    print(f"  cache-hit rate {out['search']['cache_hit_rate']:.1%}, rejection rate "
-          f"{out['search']['rejection_rate']:.1%}", flush=True)
-    path = Path(args.out)
+    if "screen" in parts:
+        print("screen ...", flush=True)
+        out["screen"] = bench_screen(args.screen_candidates, args.seed)
+        print(f"  {out['screen']['screened_per_second']:.1f} candidates/s", flush=True)
+        print(f"full evaluation ({args.fitness}, {args.max_steps} steps) ...", flush=True)
+        out["full_evaluation"] = bench_full_eval(args.fitness, args.max_steps, repeats=3)
+        full_s = out["full_evaluation"]["seconds_per_evaluation"]
+        out["screen_cost_fraction"] = out["screen"]["mean_s"] / full_s
+        out["screen_cost_fraction_accepted"] = (out["screen"]["mean_s_accepted"] or 0) / full_s
+        out["screen_target_met"] = out["screen_cost_fraction"] < 0.02
+        print(f"  {full_s:.2f} s; one screen = {out['screen_cost_fraction']:.2%} of it", flush=True)
+    if "workers" in parts:
+        runs = []
+        for w in (1, 2):
+            print(f"workers={w} ...", flush=True)
+            runs.append(bench_workers(args.fitness, args.max_steps, args.tasks, w))
+            print(f"  {runs[-1]['evaluations_per_minute']:.1f} evaluations/min", flush=True)
+        out["workers"] = runs
+        out["speedup_2_workers"] = runs[1]["evaluations_per_minute"] / runs[0]["evaluations_per_minute"]
+        out["speedup_target_met"] = out["speedup_2_workers"] >= 1.7
+        out["load_average_1min"] = os.getloadavg()[0]
+    if "search" in parts:
+        print(f"search ({args.generations} generations, default GP settings) ...", flush=True)
+        out["search"] = bench_search(args.generations, args.seed)
+        print(f"  cache-hit rate {out['search']['cache_hit_rate']:.1%}, rejection rate "
+              f"{out['search']['rejection_rate']:.1%}", flush=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2, default=str) + "\n")
     print(f"wrote {path}")

@@ -323,3 +323,19 @@ def test_bad_harness_settings_fail_before_the_search(tmp_path):
     with pytest.raises(ValueError, match="every fitness run of generation 0 failed.*nowhere"):
         run_search(_cfg(generations=2), tmp_path / "x", fitness_fn=always_failing_fitness,
                    progress=False, log=None)
+
+
+def test_cli_flags_override_the_config_file(tmp_path):
+    from ngl.cli import build_parser
+    from ngl.commands.search import config_from_args
+
+    path = tmp_path / "search.json"
+    path.write_text(json.dumps({"generations": 7, "population": 30, "seed_losses": ["ngl"]}))
+    args = build_parser().parse_args(["search", "--config", str(path), "--population", "6",
+                                      "--seed-losses", "ce,ngl", "--primitives", "add,mul,log"])
+    cfg = config_from_args(args)
+    assert (cfg.generations, cfg.population) == (7, 6)
+    assert cfg.seed_losses == ["ce", "ngl"] and cfg.primitives == ["add", "mul", "log"]
+    path.write_text(json.dumps({"generations": 7, "nonsense": 1}))
+    with pytest.raises(ValueError, match="nonsense"):
+        config_from_args(build_parser().parse_args(["search", "--config", str(path)]))

@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "gradients, minimising it raises the true-class probability), a canonical-form "
                     "cache, then a short training run whose validation accuracy is its fitness. "
                     "Every generation is checkpointed; --resume continues. Outputs in --out: "
-                    "hall_of_fame/NN.json (use with 'ngl bench --loss' or "
+                    "hall_of_fame/NN.json (use with 'ngl bench --losses' or "
                     "ngl.losses.from_expression), generations.csv/.png, result.json.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     g = p.add_argument_group("genetic programming (defaults after EvoMAL)")
@@ -82,7 +82,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     x.add_argument("--ray-address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")
     o = p.add_argument_group("output")
     o.add_argument("--out", default="runs/search", help="output directory")
-    o.add_argument("--config", default=None, help="JSON file of SearchConfig fields (flags given override it)")
+    o.add_argument("--config", default=None, help="JSON file of SearchConfig fields; flags set to non-default values override it")
     o.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.json")
     o.add_argument("--quiet", action="store_true", help="no progress bar or per-generation lines")
     p.set_defaults(func=run)
@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     if best:
         print(f"best: {best['infix']}  (validation accuracy {best['fitness']:.4f})")
         print(f"hall of fame: {Path(args.out) / 'hall_of_fame'}/00.json ... ; try: "
-              f"ngl bench --loss {Path(args.out) / 'hall_of_fame' / '00.json'}")
+              f"ngl bench --losses ce,{Path(args.out) / 'hall_of_fame' / '00.json'}")
     else:
         print("no candidate passed the screen and trained successfully")
     return 0

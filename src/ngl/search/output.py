@@ -61,6 +61,10 @@ def plot_generations(path: Path, logbook: list[dict]) -> Path:
     ax2.plot(gens, [r["cache_hit_rate"] for r in logbook], marker=".", label="cache-hit rate")
     ax2.set(xlabel="generation", ylabel="fraction", ylim=(-0.05, 1.05), title="cheapness")
     ax2.legend()
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in (ax1, ax2):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
