@@ -142,13 +142,13 @@ def load_data(args: argparse.Namespace) -> Data:
 
 def build_model(input_shape: tuple[int, int, int], classes: int, *, upsample: int, augment: bool):
     """Augmentation -> [-1, 1] scaling -> upsampling -> InceptionV3 (max pooling) -> 9-layer head."""
-    import keras
-    from keras import layers
-
     side = input_shape[0] * upsample
     if side < MIN_SIDE:
         raise ValueError(f"InceptionV3 needs images of at least {MIN_SIDE}x{MIN_SIDE}: "
                          f"{input_shape[0]} x --upsample {upsample} = {side}; raise --upsample")
+    import keras
+    from keras import layers
+
     inputs = keras.Input(input_shape)
     x = inputs
     if augment:

@@ -135,6 +135,15 @@ def test_sample_weight_is_a_weighted_mean_over_the_batch():
         LABELS, PROBS, sample_weight=w)), (per * w).sum() / w.sum(), rtol=1e-6)
 
 
+@pytest.mark.parametrize("name", LOSSES)
+def test_finite_values_and_gradients_at_extreme_logits(name):
+    x = np.where(RNG.random((B, C)) < 0.5, -100.0, 100.0).astype("float32")
+    loss = nk.get_loss(name, from_logits=True)
+    for y in (LABELS, SOFT):
+        assert np.isfinite(to_np(loss(y, x))).all()
+        assert np.isfinite(keras_grad(loss, y, x)).all()
+
+
 # ------------------------------------------------------------------ independent references
 def test_ngl_matches_the_published_formula_in_numpy():
     terms = np.exp(2.4092 - PROBS * (1 + ONE_HOT)) - np.cos(np.cos(np.sin(PROBS)))
@@ -207,7 +216,7 @@ def test_shape_errors(y, x, match):
     ("focal", {"gamma": -1.0}, "gamma"), ("sce", {"beta": float("nan")}, "beta"),
     ("ngl", {"alpha": "x"}, "alpha"), ("ce_l2", {"l2": -1e-4}, "l2"),
     ("label_smoothing_ce", {"smoothing": 1.5}, "label_smoothing"), ("ngl", {"from_logits": 1}, "from_logits"),
-    ("ce", {"reduction": "avg"}, "reduction"),
+    ("ce", {"reduction": "avg"}, "reduction"), ("ngl", {"scaling": "yes"}, "scaling"),
 ])
 def test_bad_hyperparameters(name, kw, match):
     with pytest.raises(ValueError, match=match):

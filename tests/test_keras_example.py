@@ -131,7 +131,7 @@ def test_example_has_numpy_and_says_what_it_fixes():
 @pytest.mark.keras
 def test_example_tiny_run(tmp_path):
     env = {**os.environ, "KERAS_BACKEND": "torch", "OMP_NUM_THREADS": "2", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    cmd = [sys.executable, str(EXAMPLE), "--max-train", "48", "--max-test", "16", "--batch-size", "16",
+    cmd = [sys.executable, str(EXAMPLE), "--max-train", "32", "--max-test", "8", "--batch-size", "16",
            "--epochs", "1", "--quiet", "--out", str(tmp_path)]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -21,7 +21,7 @@ from keras import ops
 
 from .. import expr as E
 from ..losses.expression import as_expression
-from ._common import NGLKerasLoss, log_probs
+from ._common import NGLKerasLoss, check_bool, log_probs
 
 __all__ = ["NGL", "CE", "CEL2", "Focal", "SCE", "Poly1", "LabelSmoothingCE", "Expression",
            "apply_l2", "ALPHA"]
@@ -66,7 +66,7 @@ class NGL(NGLKerasLoss):
                  **kw: Any) -> None:
         super().__init__(from_logits=from_logits, **kw)
         self.alpha = _number("alpha", alpha)
-        self.scaling = bool(scaling)
+        self.scaling = check_bool("scaling", scaling)
 
     def per_sample(self, y: Any, y_pred: Any) -> Any:
         p = self.probs(y_pred)
