@@ -216,6 +216,12 @@ def test_malaria_from_folder_and_original_zip(tmp_path):
         z.extractall(tmp_path / "dir")
     d2 = readers.read_malaria(tmp_path / "dir", size=16)
     np.testing.assert_array_equal(d2["x_train"], d["x_train"])
+    caches = list((tmp_path / "dir" / ".ngl_cache").glob("malaria_16_*.npz"))
+    assert len(caches) == 1                                            # decoded once, cached
+    np.testing.assert_array_equal(readers.read_malaria(tmp_path / "dir", size=16)["x_train"], d["x_train"])
+    (tmp_path / "dir" / "cell_images" / "Uninfected" / "C0_cell.png").write_bytes(_png((1, 2, 3), size=(9, 9)))
+    d3 = readers.read_malaria(tmp_path / "dir", size=16)                # changed file -> cache rebuilt
+    assert (d3["x_train"].reshape(10, -1, 3) == [1, 2, 3]).all(axis=(1, 2)).sum() == 1
     s = load_dataset("malaria", data_dir=tmp_path / "dir", val_fraction=0.2)
     assert len(s.y_test) == 2 and len(s.y_val) == 2 and len(s.y_train) == 6          # 20% test, then 20% val
     assert sorted(s.y_test.tolist()) == [0, 1]

@@ -205,3 +205,16 @@ def test_cli_trains_and_reports(tmp_path, capsys):
     assert "unknown dataset 'nope'" in capsys.readouterr().err
     assert main(["train", "--loss", "expr:exp(1000*p)", "--model", "mlp", "--quiet",
                  "--out", str(tmp_path / "d")]) == 1
+
+
+def test_expression_file_and_infix_losses(tmp_path):
+    from ngl.expr import NGL, save
+
+    path = save(NGL, tmp_path / "ngl_expr.json")
+    by_file = train(TrainConfig(**{**FAST, "loss": str(path), "max_steps": 4}), progress=False)
+    by_name = train(TrainConfig(**{**FAST, "loss": "ngl", "max_steps": 4}), progress=False)
+    by_infix = train(TrainConfig(**{**FAST, "loss": "expr:exp(2.4092 - p*(1+y)) - cos(cos(sin(p)))",
+                                     "max_steps": 4}), progress=False)
+    assert by_file.status == by_infix.status == "ok"
+    assert by_file.history[0]["loss"] == pytest.approx(by_name.history[0]["loss"], rel=1e-5)
+    assert by_infix.history[0]["loss"] == pytest.approx(by_name.history[0]["loss"], rel=1e-5)

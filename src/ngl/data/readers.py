@@ -8,9 +8,11 @@ names the expected files and where to get them.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import os
 import pickle
+import re
 import struct
 import tarfile
 import zipfile
@@ -259,12 +261,28 @@ def _tree_entries(source: Path) -> tuple[list[tuple[str, str]], Callable[[str], 
     return [(Path(n).parent.name, n) for n in names], zf.read
 
 
-def read_image_tree(source: str | Path, *, size: int, exclude: Iterable[str] = (),
-                    what: str = "image folder", url: str = "your own data") -> dict:
-    """A class-per-folder image tree (a directory or a ``.zip`` of one), every image converted to RGB
-    and resized to ``size x size``. Class = name of the image's parent folder, sorted."""
-    from PIL import Image
+def _tree_key(source: Path, entries: list[tuple[str, str]], size: int) -> str:
+    """Fingerprint of a tree's files (names, sizes, mtimes) or of a zip file, for the decode cache."""
+    h = hashlib.sha256(f"{source.resolve()}|{size}".encode())
+    if source.is_dir():
+        for c, m in entries:
+            st = os.stat(m)
+            h.update(f"{c}|{m}|{st.st_size}|{st.st_mtime_ns}".encode())
+    else:
+        st = source.stat()
+        h.update(f"{st.st_size}|{st.st_mtime_ns}|{len(entries)}".encode())
+    return h.hexdigest()[:20]
 
+
+def read_image_tree(source: str | Path, *, size: int, exclude: Iterable[str] = (),
+                    what: str = "image folder", url: str = "your own data",
+                    cache_dir: str | Path | None = None) -> dict:
+    """A class-per-folder image tree (a directory or a ``.zip`` of one), every image converted to RGB
+    and resized to ``size x size``. Class = name of the image's parent folder, sorted.
+
+    With ``cache_dir``, the decoded arrays are kept in ``cache_dir/<what>_<size>_<key>.npz`` (key:
+    the files' names, sizes and mtimes) so later runs skip decoding; an unwritable cache is skipped.
+    """
     source = Path(source)
     try:
         entries, read = _tree_entries(source)
@@ -273,10 +291,36 @@ def read_image_tree(source: str | Path, *, size: int, exclude: Iterable[str] = (
     entries = [(c, m) for c, m in entries if c not in set(exclude)]
     if not entries:
         raise _missing(f"{what} (no images in class sub-folders)", [source], url)
+    cache = None
+    if cache_dir is not None:
+        cache = Path(cache_dir) / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', what)}_{size}_{_tree_key(source, entries, size)}.npz"
+        if cache.is_file():
+            try:
+                with np.load(cache, allow_pickle=False) as f:
+                    return {"x_train": f["x"], "y_train": f["y"], "classes": [str(c) for c in f["classes"]]}
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+                pass                                          # rebuild a damaged cache
+    out = _decode_tree(entries, read, size=size, what=what, url=url)
+    if cache is not None:
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_name(cache.name + ".tmp.npz")
+            np.savez(tmp, x=out["x_train"], y=out["y_train"], classes=np.array(out["classes"]))
+            os.replace(tmp, cache)
+        except OSError:
+            pass
+    return out
+
+
+def _decode_tree(entries, read, *, size: int, what: str, url: str) -> dict:
+    from PIL import Image
+    from tqdm.auto import tqdm
+
     classes = sorted({c for c, _ in entries})
     index = {c: i for i, c in enumerate(classes)}
     x = np.empty((len(entries), size, size, 3), dtype=np.uint8)
-    for i, (_, member) in enumerate(entries):
+    for i, (_, member) in enumerate(tqdm(entries, desc=f"decoding {what}", unit="img",
+                                         disable=len(entries) < 2000, leave=False)):
         try:
             with Image.open(io.BytesIO(read(member))) as im:
                 x[i] = np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR))
@@ -363,7 +407,8 @@ def read_caltech101(root: str | Path, *, size: int = 128) -> dict:
     src = _tree_source(root, cands)
     if src is None:
         raise _missing("caltech101 101_ObjectCategories/<class>/*.jpg", [root / c for c in cands], url)
-    return read_image_tree(src, size=size, exclude=("BACKGROUND_Google",), what="caltech101", url=url)
+    return read_image_tree(src, size=size, exclude=("BACKGROUND_Google",), what="caltech101", url=url,
+                           cache_dir=root / ".ngl_cache")
 
 
 def read_malaria(root: str | Path, *, size: int = 64) -> dict:
@@ -375,7 +420,7 @@ def read_malaria(root: str | Path, *, size: int = 64) -> dict:
     if src is None:
         raise _missing("malaria cell_images.zip or cell_images/{Parasitized,Uninfected}/*.png",
                        [root / c for c in cands], url)
-    return read_image_tree(src, size=size, what="malaria", url=url)
+    return read_image_tree(src, size=size, what="malaria", url=url, cache_dir=root / ".ngl_cache")
 
 
 def read_colorectal(root: str | Path, *, size: int = 150) -> dict:
@@ -388,4 +433,5 @@ def read_colorectal(root: str | Path, *, size: int = 150) -> dict:
     if src is None:
         raise _missing(f"colorectal_histology {stem}.zip or {stem}/<class>/*.tif",
                        [root / c for c in cands], url)
-    return read_image_tree(src, size=size, what="colorectal_histology", url=url)
+    return read_image_tree(src, size=size, what="colorectal_histology", url=url,
+                           cache_dir=root / ".ngl_cache")
