@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from ngl.data import (add_label_noise, augment_batch, get_dataset_info, list_datasets, load_dataset,
+from ngl.data import (add_label_noise, images, augment_batch, get_dataset_info, list_datasets, load_dataset,
                       readers, stratified_split, stratified_subset, take)
 
 
@@ -208,19 +208,19 @@ def test_malaria_from_folder_and_original_zip(tmp_path):
             for i in range(5):
                 z.writestr(f"cell_images/{cls}/C{i}_cell.png", _png(color, size=(20 + i, 17)))
             z.writestr(f"cell_images/{cls}/Thumbs.db", b"not an image")
-    d = readers.read_malaria(zpath.parent, size=16)
+    d = images.read_malaria(zpath.parent, size=16)
     assert d["classes"] == ["Parasitized", "Uninfected"] and d["x_train"].shape == (10, 16, 16, 3)
     for img, label in zip(d["x_train"], d["y_train"]):
         np.testing.assert_array_equal(img.reshape(-1, 3), np.tile(COLORS[d["classes"][label]], (256, 1)))
     with zipfile.ZipFile(zpath) as z:
         z.extractall(tmp_path / "dir")
-    d2 = readers.read_malaria(tmp_path / "dir", size=16)
+    d2 = images.read_malaria(tmp_path / "dir", size=16)
     np.testing.assert_array_equal(d2["x_train"], d["x_train"])
     caches = list((tmp_path / "dir" / ".ngl_cache").glob("malaria_16_*.npz"))
     assert len(caches) == 1                                            # decoded once, cached
-    np.testing.assert_array_equal(readers.read_malaria(tmp_path / "dir", size=16)["x_train"], d["x_train"])
+    np.testing.assert_array_equal(images.read_malaria(tmp_path / "dir", size=16)["x_train"], d["x_train"])
     (tmp_path / "dir" / "cell_images" / "Uninfected" / "C0_cell.png").write_bytes(_png((1, 2, 3), size=(9, 9)))
-    d3 = readers.read_malaria(tmp_path / "dir", size=16)                # changed file -> cache rebuilt
+    d3 = images.read_malaria(tmp_path / "dir", size=16)                # changed file -> cache rebuilt
     assert (d3["x_train"].reshape(10, -1, 3) == [1, 2, 3]).all(axis=(1, 2)).sum() == 1
     s = load_dataset("malaria", data_dir=tmp_path / "dir", val_fraction=0.2)
     assert len(s.y_test) == 2 and len(s.y_val) == 2 and len(s.y_train) == 6          # 20% test, then 20% val
@@ -233,7 +233,7 @@ def test_colorectal_zip_of_tifs(tmp_path):
         for k, cls in enumerate(["01_TUMOR", "02_STROMA", "03_COMPLEX"]):
             for i in range(3):
                 z.writestr(f"{stem}/{cls}/img_{i}.tif", _png((k * 80, 0, 0), size=(15, 15), fmt="TIFF"))
-    d = readers.read_colorectal(tmp_path, size=15)
+    d = images.read_colorectal(tmp_path, size=15)
     assert d["classes"] == ["01_TUMOR", "02_STROMA", "03_COMPLEX"]
     np.testing.assert_array_equal(d["x_train"][:, 0, 0, 0], d["y_train"] * 80)
 
@@ -244,15 +244,15 @@ def test_caltech_excludes_background_and_folder_dataset(tmp_path):
         (root / cls).mkdir(parents=True)
         for i in range(3):
             (root / cls / f"image_{i:04d}.jpg").write_bytes(_png((9, 99, 199), fmt="JPEG"))
-    d = readers.read_caltech101(tmp_path, size=8)
+    d = images.read_caltech101(tmp_path, size=8)
     assert d["classes"] == ["accordion", "airplanes"] and len(d["y_train"]) == 6
     s = load_dataset(f"folder:{root}", val_fraction=0.0)
     assert s.num_classes == 3 and s.image_shape == (3, 64, 64)
     (root / "airplanes" / "image_0001.jpg").write_bytes(b"\xff\xd8broken")
     with pytest.raises(FileNotFoundError, match="image_0001.jpg.*corrupt"):
-        readers.read_caltech101(tmp_path, size=8)
+        images.read_caltech101(tmp_path, size=8)
     with pytest.raises(FileNotFoundError, match="101_ObjectCategories.*data.caltech.edu"):
-        readers.read_caltech101(tmp_path / "nowhere")
+        images.read_caltech101(tmp_path / "nowhere")
 
 
 # ----------------------------------------------------------------------------- npz

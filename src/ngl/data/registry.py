@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from . import readers as R
+from .images import read_image_tree
 from .splits import PROTOCOL_SEED, add_label_noise, stratified_split, stratified_subset
 
 __all__ = ["DatasetInfo", "DataSplits", "register_dataset", "list_datasets", "get_dataset_info",
@@ -68,7 +69,7 @@ def list_datasets() -> list[str]:
 def get_dataset_info(name: str) -> DatasetInfo:
     if name.startswith("folder:"):
         path = name[len("folder:"):]
-        return DatasetInfo(name, lambda _d: R.read_image_tree(path, size=64, what=f"folder {path}"),
+        return DatasetInfo(name, lambda _d: read_image_tree(path, size=64, what=f"folder {path}"),
                            "your class-per-folder image tree (resized to 64x64)",
                            "PATH/<class>/*.png|jpg|...", "your own data")
     if name.startswith("npz:"):
