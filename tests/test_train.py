@@ -218,3 +218,20 @@ def test_expression_file_and_infix_losses(tmp_path):
     assert by_file.status == by_infix.status == "ok"
     assert by_file.history[0]["loss"] == pytest.approx(by_name.history[0]["loss"], rel=1e-5)
     assert by_infix.history[0]["loss"] == pytest.approx(by_name.history[0]["loss"], rel=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model,size", [("resnet50", 32), ("inception_v3", 75)])
+def test_backbones_through_the_harness(tmp_path, model, size):
+    """Gray 16x16 npz images -> channel repeat, augmentation, upsampling to the model's input."""
+    rng = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (30, 16, 16), generator=rng, dtype=torch.uint8).numpy()
+    y = (torch.arange(30) % 3).numpy()
+    import numpy as np
+    np.savez(tmp_path / "tiny.npz", x=x, y=y)
+    r = train(TrainConfig(dataset=f"npz:{tmp_path / 'tiny.npz'}", model=model, loss="ce_l2", batch_size=8,
+                          epochs=1, max_steps=2, image_size=size, augment=True, threads=1),
+              out_dir=tmp_path / "run", progress=False)
+    assert r.status == "ok", r.error
+    assert r.steps == 2 and 0.0 <= r.test_accuracy <= 1.0
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["resolved_image_size"] == size

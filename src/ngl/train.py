@@ -118,11 +118,11 @@ class _Batches:
     def __call__(self, x: Tensor, *, train: bool) -> Tensor:
         x = x.to(self.device, non_blocking=True)
         x = x.float().mul_(1 / 127.5).sub_(1.0) if x.dtype == torch.uint8 else x.float()
-        if self.in_channels and x.shape[1] != self.in_channels:
-            x = x.expand(-1, self.in_channels, -1, -1) if x.shape[1] == 1 else x[:, :self.in_channels]
-        if train and self.augment:
+        if train and self.augment:                     # at the stored size, before upsampling
             from .data import augment_batch
             x = augment_batch(x, generator=self.generator)
+        if self.in_channels and x.shape[1] != self.in_channels:
+            x = x.expand(-1, self.in_channels, -1, -1) if x.shape[1] == 1 else x[:, :self.in_channels]
         h = x.shape[-1]
         if h != self.size or x.shape[-2] != self.size:
             integer = self.size % h == 0 and x.shape[-2] == h
