@@ -76,7 +76,8 @@ def bench_workers(fitness: str, max_steps: int, tasks: int, workers: int) -> dic
     settings = _settings(fitness, max_steps)
     losses = [E.CE, E.NGL, E.parse("square(p - y)"), E.parse("(1 - p) * y")]
     items = [(f"k{i}", E.to_infix(losses[i % len(losses)]), settings, fitness) for i in range(tasks)]
-    ex = make_search_executor("process", workers=workers, timeout=None)
+    load_before = os.getloadavg()[0]
+    ex = make_search_executor("process", workers=workers, timeout=None, threads=1)
     try:
         list(ex.map_unordered(_fitness_task, items[:workers]))         # start workers, warm up
         t0 = time.perf_counter()
@@ -86,7 +87,8 @@ def bench_workers(fitness: str, max_steps: int, tasks: int, workers: int) -> dic
         ex.close()
     errors = [o.error for _, o in outs if o.error]
     return {"workers": workers, "tasks": tasks, "wall_s": wall, "evaluations_per_minute": 60 * tasks / wall,
-            "errors": errors[:3]}
+            "mean_task_s": statistics.fmean(o.wall_time for _, o in outs),
+            "load_average_before": load_before, "errors": errors[:3]}
 
 
 def bench_search(generations: int, seed: int) -> dict:
