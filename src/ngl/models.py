@@ -25,6 +25,7 @@ class ModelInfo:
     in_channels: int | None = None     # required input channels (gray is repeated); None = any
     min_size: int = 1                  # smallest input side the network accepts
     upsample_to: int | None = None     # default: double small inputs until their side >= this
+    cpu_threads: int | None = None     # default torch threads on CPU (tiny models: 1, no sync overhead)
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
@@ -112,9 +113,9 @@ def _cnn_small(*, num_classes: int, in_channels: int, image_size: int, width: in
 
 
 for _info in [
-    ModelInfo("mlp", _mlp, "one hidden layer of 256 ReLU units (CPU, seconds)"),
+    ModelInfo("mlp", _mlp, "one hidden layer of 256 ReLU units (CPU, seconds)", cpu_threads=1),
     ModelInfo("cnn_small", _cnn_small, "3 conv-BN-ReLU layers, max pool, global average pool (CPU, seconds)",
-              min_size=2),
+              min_size=2, cpu_threads=1),
     ModelInfo("resnet50", _resnet50, "torchvision ResNet50 (weights=None), global max pool, paper head",
               in_channels=3, min_size=32, upsample_to=200),
     ModelInfo("inception_v3", _inception_v3,

@@ -46,7 +46,7 @@ class TrainConfig:
     data_dir: str | None = None      # None: $NGL_DATA_DIR or ./data
     device: str = "auto"             # "auto" | "cpu" | "cuda"
     max_steps: int | None = None     # stop after this many optimizer steps
-    threads: int | None = None       # torch.set_num_threads for this run
+    threads: int | None = None       # torch.set_num_threads; None: torch's, 1 for mlp/cnn_small on CPU
     plateau_factor: float = 0.2      # ReduceLROnPlateau on val accuracy
     plateau_patience: int = 5
     min_lr: float = 1e-4
@@ -203,6 +203,14 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
+def _default_threads(cfg: TrainConfig) -> int | None:
+    """Tiny models gain nothing from intra-op threads on CPU and lose a lot on a busy machine."""
+    from .models import get_model_info, list_models
+
+    cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
+    return get_model_info(cfg.model).cpu_threads if cpu and cfg.model in list_models() else None
+
+
 def _setup(cfg: TrainConfig):
     """Data, model, loss and optimizer of a run; raises ValueError/FileNotFoundError on bad input."""
     from .data import load_dataset
@@ -263,8 +271,9 @@ def train(config: TrainConfig, *, out_dir: str | Path | None = None, progress: b
     cfg.validate()
     t0 = time.perf_counter()
     old_threads = torch.get_num_threads()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    threads = cfg.threads or _default_threads(cfg)
+    if threads:
+        torch.set_num_threads(threads)
     try:
         device, data, model, criterion, prep, gen, size = _setup(cfg)
         out = Path(out_dir) if out_dir is not None else None
