@@ -339,3 +339,12 @@ def test_cli_flags_override_the_config_file(tmp_path):
     path.write_text(json.dumps({"generations": 7, "nonsense": 1}))
     with pytest.raises(ValueError, match="nonsense"):
         config_from_args(build_parser().parse_args(["search", "--config", str(path)]))
+
+
+def test_resume_extends_a_finished_search(tmp_path):
+    longer = run_search(_cfg(generations=3), tmp_path / "a", fitness_fn=toy_fitness, progress=False, log=None)
+    run_search(_cfg(generations=1), tmp_path / "b", fitness_fn=toy_fitness, progress=False, log=None)
+    extended = run_search(_cfg(generations=3), tmp_path / "b", fitness_fn=toy_fitness, progress=False,
+                          log=None, resume=True)
+    assert [r["generation"] for r in extended.logbook] == [0, 1, 2, 3]
+    assert extended.hall_of_fame == longer.hall_of_fame
