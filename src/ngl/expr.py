@@ -412,7 +412,7 @@ def fingerprint(expr: Expr, *, digits: int = 7) -> str:
     p = np.array(_PROBE_P * 2, dtype=np.float64)
     y = np.array([0.0] * 33 + [1.0] * 33)
     with np.errstate(all="ignore"):
-        values = np.asarray(evaluate(expr, p, y, namespace="numpy"), dtype=np.float64)
+        values = np.asarray(evaluate(expr, p, y, namespace="numpy"), dtype=np.float64) + 0.0  # -0.0 -> 0.0
     text = ",".join(f"{v:.{digits - 1}e}" if np.isfinite(v) else str(v) for v in values.ravel())
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
