@@ -289,3 +289,8 @@ def test_jax_namespace_matches_numpy(rng):
     for tree in (NGL, CE, call("div", Y, P), call("sqrt", call("neg", P))):
         got = np.asarray(E.evaluate(tree, jnp.asarray(p, dtype=jnp.float32), jnp.asarray(y, dtype=jnp.float32)))
         np.testing.assert_allclose(got, E.evaluate(tree, p, y), rtol=2e-5)
+
+
+def test_fingerprint_folds_signed_zero():
+    # -(y*log p) is -0.0 where y = 0, 0 - y*log p is +0.0: the same loss, one cache key
+    assert E.fingerprint(E.parse("-(y * log(p))")) == E.fingerprint(E.parse("0 - y * log(p)"))
