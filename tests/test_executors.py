@@ -80,7 +80,7 @@ def test_ray_local_instance():
     pytest.importorskip("ray")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.pop("RAY_ADDRESS", None)
-    with make_executor("ray", workers=2, timeout=20) as ex:
+    with make_executor("ray", workers=2, timeout=120) as ex:
         out = dict(ex.map_unordered(_misbehave, [0, 1, 2, 4]))
     assert sorted(out) == [0, 1, 2, 4]
     assert out[0].value == 0 and out[4].value == 40

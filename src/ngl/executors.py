@@ -246,11 +246,22 @@ class RayExecutor(Executor):
                                                    "PYTHONPATH": path}})
                 self._owns = True
         self._remote = ray.remote(num_cpus=1, max_retries=0)(_call)
+        # at most one task per CPU in flight, so a task's timeout clock starts when it can run
+        self.slots = max(1, int(ray.cluster_resources().get("CPU", workers)))
 
     def map_unordered(self, fn: Callable, items: Iterable) -> Iterator[tuple[Any, Outcome]]:
         ray = self._ray
-        refs = {self._remote.remote(fn, item, self.threads): (item, time.monotonic()) for item in items}
+        pending = iter(items)
+        refs: dict[Any, tuple[Any, float]] = {}
+
+        def submit() -> None:
+            for item in pending:
+                refs[self._remote.remote(fn, item, self.threads)] = (item, time.monotonic())
+                if len(refs) >= self.slots:
+                    return
+
         try:
+            submit()
             while refs:
                 wait_s = None
                 if self.timeout is not None:
@@ -273,6 +284,7 @@ class RayExecutor(Executor):
                             refs.pop(ref)
                             yield item, Outcome(error=f"timed out after {self.timeout:g}s",
                                                 wall_time=now - started)
+                submit()
         finally:
             for ref in refs:
                 ray.cancel(ref, force=True)
