@@ -235,3 +235,21 @@ def test_backbones_through_the_harness(tmp_path, model, size):
     assert r.status == "ok", r.error
     assert r.steps == 2 and 0.0 <= r.test_accuracy <= 1.0
     assert json.loads((tmp_path / "run" / "config.json").read_text())["resolved_image_size"] == size
+
+
+def test_restore_best_reports_the_best_validation_weights(tmp_path):
+    from dataclasses import replace
+
+    from ngl.train import _setup, evaluate
+
+    cfg = TrainConfig(dataset="digits", model="mlp", epochs=4, lr=0.05, seed=2, label_noise=0.3)
+    res = train(cfg, out_dir=tmp_path, progress=False)
+    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert saved["best_val"] == max(h["val_accuracy"] for h in res.history)
+    assert saved["best_val"] > res.history[-1]["val_accuracy"]      # the best epoch is not the last
+    _, data, model, _, prep, _, _ = _setup(cfg)
+    model.load_state_dict(saved["best_model"])
+    assert res.test_accuracy == evaluate(model, data.x_test, data.y_test, prep)
+    model.load_state_dict(saved["model"])                      # the last epoch's weights
+    last = evaluate(model, data.x_test, data.y_test, prep)
+    assert train(replace(cfg, restore_best=False), progress=False).test_accuracy == last

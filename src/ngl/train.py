@@ -52,6 +52,7 @@ class TrainConfig:
     min_lr: float = 1e-4
     amp: bool = True                 # bf16 autocast on CUDA
     eval_batch_size: int = 512
+    restore_best: bool = True        # test the best-validation epoch's weights (False: the last's)
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(asdict(self)))
@@ -297,6 +298,7 @@ def train(config: TrainConfig, *, out_dir: str | Path | None = None, progress: b
                 gen.set_state(saved["generator"])
                 torch.set_rng_state(saved["torch_rng"])
                 state = {k: saved[k] for k in ("epoch", "steps", "history")}
+                state.update(best_val=saved.get("best_val", -1.0), best_model=saved.get("best_model"))
         result = _loop(cfg, state, device, data, model, criterion, prep, gen, optimizer, scheduler,
                        out, ckpt, progress, tqdm, take)
     finally:
@@ -319,6 +321,7 @@ def _loop(cfg, state, device, data, model, criterion, prep, gen, optimizer, sche
     y_train = data.y_train.to(device)
     sync_every = 1 if device.type == "cpu" else 50
     status, error = "ok", None
+    best_val, best_model = state.get("best_val", -1.0), state.get("best_model")
 
     def result(test: float | None) -> RunResult:
         vals = [h["val_accuracy"] for h in history if h["val_accuracy"] is not None]
@@ -368,6 +371,9 @@ def _loop(cfg, state, device, data, model, criterion, prep, gen, optimizer, sche
             val = evaluate(model, data.x_val, data.y_val, prep, batch_size=cfg.eval_batch_size, amp=cfg.amp)
             train_acc = correct.item() / max(seen, 1)
             scheduler.step(val if val is not None else train_acc)
+            if cfg.restore_best and val is not None and val > best_val:   # ModelCheckpoint(save_best_only)
+                best_val = val
+                best_model = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
             history.append({"epoch": epoch, "loss": train_loss, "accuracy": train_acc,
                             "val_accuracy": val, "lr": optimizer.param_groups[0]["lr"],
                             "time": time.perf_counter() - t_epoch})
@@ -379,11 +385,14 @@ def _loop(cfg, state, device, data, model, criterion, prep, gen, optimizer, sche
                 torch.save({"config": cfg.to_dict(), "model": model.state_dict(),
                             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                             "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
-                            "epoch": epoch, "steps": steps, "history": history},
+                            "epoch": epoch, "steps": steps, "history": history,
+                            "best_val": best_val, "best_model": best_model},
                            ckpt.with_name("checkpoint.pt.tmp"))
                 os.replace(ckpt.with_name("checkpoint.pt.tmp"), ckpt)
         if status != "ok":
             return result(None)
+        if best_model is not None:
+            model.load_state_dict(best_model)
         test = evaluate(model, data.x_test, data.y_test, prep, batch_size=cfg.eval_batch_size, amp=cfg.amp)
         return result(test)
     except (KeyboardInterrupt, MemoryError):

@@ -13,7 +13,7 @@ __all__ = ["register", "run", "config_from_args"]
 _FIELDS = ["dataset", "model", "loss", "epochs", "batch_size", "lr", "seed", "label_noise",
            "train_fraction", "val_fraction", "augment", "image_size", "data_dir", "device",
            "max_steps", "threads", "plateau_factor", "plateau_patience", "min_lr", "amp",
-           "eval_batch_size"]
+           "eval_batch_size", "restore_best"]
 
 
 def _catalogue() -> str:
@@ -67,6 +67,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     h.add_argument("--plateau-patience", type=int, help=f"ReduceLROnPlateau patience (default {d.plateau_patience})")
     h.add_argument("--min-lr", type=float, help=f"ReduceLROnPlateau min_lr (default {d.min_lr})")
     h.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
+    h.add_argument("--restore-best", action=argparse.BooleanOptionalAction,
+                   help="test accuracy of the best-validation epoch's weights, as Keras' "
+                        "ModelCheckpoint(save_best_only=True) (default on); --no-restore-best: the last epoch's")
     x = p.add_argument_group("execution and output")
     x.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default auto (CUDA when present)")
     x.add_argument("--amp", action=argparse.BooleanOptionalAction, help="bf16 autocast on CUDA (default on)")
