@@ -26,9 +26,12 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
-## Speed benchmarks (JSON under benchmarks/results)
+## Speed benchmarks: print ratios, write JSON under benchmarks/results (about 8 minutes)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/loss_speed.py
+	$(BIN)/python benchmarks/train_speed.py
+	$(BIN)/python benchmarks/bench_scaling.py
+	$(BIN)/python benchmarks/search_speed.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
