@@ -17,7 +17,6 @@ import json
 import math
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -493,14 +492,9 @@ def from_json(doc: Any) -> Expr:
 
 def save(expr: Expr, path: str | os.PathLike[str], **meta: Any) -> Path:
     """Write ``expr`` as JSON atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(to_json(expr, **meta), fh, indent=2, allow_nan=False)
-        fh.write("\n")
-    os.replace(tmp, path)
-    return path
+    from .fileio import write_json_atomic
+
+    return write_json_atomic(path, to_json(expr, **meta), indent=2)
 
 
 def load_document(path: str | os.PathLike[str]) -> tuple[Expr, dict[str, Any]]:

@@ -12,7 +12,6 @@ accuracy (factor 0.2, patience 5, min_lr 1e-4), zoom 0.2 / shift 0.1 / horizonta
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import math
 import os
@@ -23,6 +22,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from .fileio import write_csv_atomic, write_json_atomic
 
 __all__ = ["TrainConfig", "RunResult", "train", "evaluate", "resolve_device"]
 
@@ -160,21 +161,9 @@ def evaluate(model: nn.Module, x, y: Tensor, prep: _Batches, *, batch_size: int 
     return correct.item() / len(y)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _write_history(out: Path, history: list[dict]) -> None:
-    _atomic_write(out / "history.json", json.dumps(history, indent=1))
-    keys = ["epoch", "loss", "accuracy", "val_accuracy", "lr", "time"]
-    tmp = out / "history.csv.tmp"
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(history)
-    os.replace(tmp, out / "history.csv")
+    write_json_atomic(out / "history.json", history)
+    write_csv_atomic(out / "history.csv", history, ["epoch", "loss", "accuracy", "val_accuracy", "lr", "time"])
 
 
 def plot_history(history: list[dict], path: Path, *, title: str = "") -> None:
@@ -280,9 +269,9 @@ def train(config: TrainConfig, *, out_dir: str | Path | None = None, progress: b
         out = Path(out_dir) if out_dir is not None else None
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
-            _atomic_write(out / "config.json", json.dumps({**cfg.to_dict(), "resolved_image_size": size,
-                                                           "resolved_augment": prep.augment,
-                                                           "resolved_device": str(device)}, indent=1))
+            write_json_atomic(out / "config.json", {**cfg.to_dict(), "resolved_image_size": size,
+                                                    "resolved_augment": prep.augment,
+                                                    "resolved_device": str(device)})
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="max", factor=cfg.plateau_factor, patience=cfg.plateau_patience,
@@ -305,7 +294,7 @@ def train(config: TrainConfig, *, out_dir: str | Path | None = None, progress: b
         torch.set_num_threads(old_threads)
     result.wall_time = time.perf_counter() - t0
     if out is not None:
-        _atomic_write(out / "result.json", json.dumps(result.to_dict(), indent=1))
+        write_json_atomic(out / "result.json", result.to_dict())
         if result.history:
             plot_history(result.history, out / "learning_curve.png",
                          title=f"{cfg.model} on {cfg.dataset}, loss {cfg.loss}")

@@ -111,18 +111,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 def grid_from_args(args: argparse.Namespace) -> Any:
     """The preset, then the --config file, then the flags."""
     from ..bench import PRESETS, Grid
+    from ..fileio import read_json_object
 
     grid = PRESETS[args.preset]
     if args.config:
         path = Path(args.config)
-        if not path.is_file():
-            raise FileNotFoundError(f"grid config {path} not found")
-        try:
-            doc = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"grid config {path} is not valid JSON ({exc})") from None
+        doc = read_json_object(path, what="grid config")
         known = set(Grid.__dataclass_fields__)
-        if not isinstance(doc, dict) or set(doc) - known:
+        if set(doc) - known:
             raise ValueError(f"grid config {path}: expected an object with keys among {sorted(known)}")
         doc = {k: (tuple(v) if isinstance(v, list) else v) for k, v in doc.items()}
         grid = grid.replace(**{k: v for k, v in doc.items() if k != "base"},
@@ -163,7 +159,7 @@ def run_bench(args: argparse.Namespace, *, title: str = "ngl benchmark report") 
     from ..bench import ResultStore, expand, resolve_config, run_grid, run_key
     from ..executors import make_executor
     from ..report import write_report
-    from ..report.render import write_atomic
+    from ..fileio import write_text_atomic as write_atomic
 
     grid = grid_from_args(args)
     configs = expand(grid, resolve=resolve_config)

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import fields
 from pathlib import Path
+
+from ..fileio import read_json_object
 
 __all__ = ["register", "run", "config_from_args"]
 
@@ -100,14 +101,7 @@ def config_from_args(args: argparse.Namespace, parser_defaults: dict | None = No
     base: dict = {}
     if args.config:
         path = Path(args.config)
-        if not path.is_file():
-            raise FileNotFoundError(f"search config file not found: {path}")
-        try:
-            base = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: not valid JSON ({exc})") from None
-        if not isinstance(base, dict):
-            raise ValueError(f"{path}: expected a JSON object of SearchConfig fields")
+        base = read_json_object(path, what="search config")
     defaults = _defaults()
     flags = {k: v for k, v in vars(args).items() if k in names}
     flags["primitives"] = _split(args.primitives)

@@ -7,6 +7,8 @@ import re
 import sys
 from pathlib import Path
 
+from ..fileio import read_json_object
+
 __all__ = ["register", "run", "config_from_args"]
 
 #: flag destination -> TrainConfig field, for the flags that map one to one
@@ -89,12 +91,7 @@ def config_from_args(args: argparse.Namespace):
 
     base: dict = {}
     if args.config:
-        try:
-            base = json.loads(Path(args.config).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ValueError(f"cannot read --config {args.config}: {exc}") from None
-        if not isinstance(base, dict):
-            raise ValueError(f"--config {args.config} must hold a JSON object of TrainConfig fields")
+        base = read_json_object(args.config, what="--config file")
         base = {k: v for k, v in base.items() if not k.startswith("resolved_")}
     given = {f: getattr(args, f) for f in _FIELDS if getattr(args, f, None) is not None}
     if args.loss_kwargs is not None:

@@ -22,7 +22,6 @@ import functools
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 from torch import Tensor, nn
 

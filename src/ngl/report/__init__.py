@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from .published import PUBLISHED, PUBLISHED_DATASETS, compare_markdown, published_markdown
-from .render import loss_label, to_csv, to_json, to_markdown, write_atomic
+from ..fileio import write_text_atomic as write_atomic
+from .render import loss_label, to_csv, to_json, to_markdown
 from .tables import loss_order, paired_test, summarize, verdict
 
 __all__ = ["summarize", "verdict", "paired_test", "loss_order", "to_markdown", "to_csv", "to_json",

@@ -4,11 +4,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-from pathlib import Path
 from typing import Any
 
-__all__ = ["loss_label", "to_markdown", "to_csv", "to_json", "write_atomic", "CSV_FIELDS"]
+__all__ = ["loss_label", "to_markdown", "to_csv", "to_json", "CSV_FIELDS"]
 
 CSV_FIELDS = ["loss", "label", "dataset", "n", "expected", "mean_accuracy", "seed_std", "delta_pp",
               "verdict", "p_value", "ci_low", "ci_high"]
@@ -121,13 +119,3 @@ def to_json(summary: dict[str, Any]) -> str:
             return [clean(x) for x in v]
         return v
     return json.dumps(clean(summary), indent=2, sort_keys=False) + "\n"
-
-
-def write_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` via a temp file and ``os.replace`` (no half-written files)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path

@@ -9,11 +9,9 @@ the checkpoint and ends exactly where an uninterrupted run with the same seed en
 """
 from __future__ import annotations
 
-import json
 import os
 import random
 import statistics
-import tempfile
 import time
 from contextlib import closing
 from dataclasses import asdict, dataclass, field, fields
@@ -23,6 +21,7 @@ from typing import Any, Callable
 from deap import algorithms, tools
 
 from .. import expr as E
+from ..fileio import read_json_object, write_json_atomic
 from .fitness import FITNESS_FUNCTIONS, cache_key, check_train_settings, evaluate_candidates, make_search_executor
 from .screen import screen
 from .gp import Individual, from_expr, is_valid, make_pset, make_toolbox, to_expr
@@ -167,10 +166,7 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, allow_nan=False)
-    os.replace(tmp, path)
+    write_json_atomic(path, data, indent=None)
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -178,11 +174,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no search checkpoint at {path}; run without --resume first")
-    try:
-        state = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: corrupt checkpoint ({exc})") from None
-    if not isinstance(state, dict) or state.get("version") != _CKPT_VERSION:
+    state = read_json_object(path, what="search checkpoint")
+    if state.get("version") != _CKPT_VERSION:
         raise ValueError(f"{path}: not an ngl search checkpoint (version {_CKPT_VERSION} expected)")
     return state
 
@@ -289,7 +282,6 @@ def run_search(config: SearchConfig, out_dir: str | os.PathLike[str], *, resume:
     pset = make_pset(const_range=config.const_range, primitives=config.primitives)
     tb = make_toolbox(pset, tournament_size=config.tournament_size, max_height=config.max_height,
                       init_max_height=config.init_max_height)
-    started = time.perf_counter()
     with closing(make_search_executor(config.executor, workers=config.workers, timeout=config.timeout,
                                       ray_address=config.ray_address, threads=config.threads)) as executor:
         if resume:

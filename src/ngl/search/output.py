@@ -1,14 +1,12 @@
 """Search outputs: hall-of-fame expression files, the per-generation CSV and its plot."""
 from __future__ import annotations
 
-import csv
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from .. import expr as E
+from ..fileio import write_csv_atomic
 
 __all__ = ["write_outputs", "write_hall_of_fame", "write_generations_csv", "plot_generations",
            "CSV_COLUMNS"]
@@ -35,13 +33,7 @@ def write_hall_of_fame(out: Path, hof: list[dict], config: dict[str, Any]) -> li
 
 
 def write_generations_csv(path: Path, logbook: list[dict]) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(logbook)
-    os.replace(tmp, path)
-    return path
+    return write_csv_atomic(path, logbook, CSV_COLUMNS)
 
 
 def plot_generations(path: Path, logbook: list[dict]) -> Path:
