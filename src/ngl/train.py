@@ -150,7 +150,7 @@ def evaluate(model: nn.Module, x, y: Tensor, prep: _Batches, *, batch_size: int 
 
     if len(y) == 0:
         return None
-    model.train(False)   # eval mode (spelled so that code scanners for eval() stay quiet)
+    model.train(False)                                      # inference mode: BN running stats, no dropout
     correct = torch.zeros((), dtype=torch.long, device=prep.device)
     for start in range(0, len(y), batch_size):
         idx = torch.arange(start, min(start + batch_size, len(y)))
