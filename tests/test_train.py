@@ -69,21 +69,27 @@ def test_run_is_deterministic_and_learns(tmp_path):
     assert (out / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_reported_accuracy_matches_an_independent_evaluation(tmp_path, monkeypatch):
-    """Capture the trained model and recompute test accuracy by hand on the same split."""
-    from ngl.data import load_dataset
-
-    captured = {}
+@pytest.fixture
+def trained_models(monkeypatch):
+    """A list that receives the model object of every train() run (spy on the harness's setup)."""
+    models = []
     real_setup = T._setup
 
     def spy(cfg):
         out = real_setup(cfg)
-        captured["model"] = out[2]
+        models.append(out[2])
         return out
     monkeypatch.setattr(T, "_setup", spy)
+    return models
+
+
+def test_reported_accuracy_matches_an_independent_evaluation(trained_models):
+    """Capture the trained model and recompute test accuracy by hand on the same split."""
+    from ngl.data import load_dataset
+
     r = train(TrainConfig(**FAST), progress=False)
     d = load_dataset("digits", seed=0)
-    model = captured["model"].eval()
+    model = trained_models[-1].eval()
     with torch.no_grad():
         pred = model(d.x_test.float() / 127.5 - 1).argmax(1)
     assert r.test_accuracy == (pred == d.y_test).sum().item() / len(d.y_test)
@@ -122,21 +128,10 @@ def test_exceptions_in_the_loop_are_recorded(monkeypatch):
     assert r.status == "failed" and r.error == "RuntimeError: boom" and r.steps > 0
 
 
-def test_ce_l2_penalty_is_added_by_the_trainer():
+def test_ce_l2_penalty_is_added_by_the_trainer(trained_models):
     def kernel_norm(l2):
-        captured = {}
-        real = T._setup
-
-        def spy(cfg):
-            out = real(cfg)
-            captured["m"] = out[2]
-            return out
-        T._setup, old = spy, T._setup
-        try:
-            r = train(TrainConfig(**{**FAST, "loss": "ce_l2", "loss_kwargs": {"l2": l2}}), progress=False)
-        finally:
-            T._setup = old
-        return r, sum(w.square().sum().item() for w in captured["m"].parameters() if w.ndim >= 2)
+        r = train(TrainConfig(**{**FAST, "loss": "ce_l2", "loss_kwargs": {"l2": l2}}), progress=False)
+        return r, sum(w.square().sum().item() for w in trained_models[-1].parameters() if w.ndim >= 2)
 
     r0, n0 = kernel_norm(0.0)
     r1, n1 = kernel_norm(0.5)

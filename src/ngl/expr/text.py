@@ -5,7 +5,7 @@ import hashlib
 import re
 from typing import Any
 
-from .tree import MAX_DEPTH, MAX_NODES, PRIMITIVES, TERMINALS, Expr, ExprError, _check_limits, const, evaluate
+from .tree import MAX_DEPTH, MAX_NODES, PRIMITIVES, TERMINALS, Expr, ExprError, _check_limits, const, evaluate, fold
 
 __all__ = ["to_infix", "parse", "to_sympy", "simplify", "to_latex", "fingerprint"]
 
@@ -146,17 +146,10 @@ def to_sympy(expr: Expr) -> Any:
 
     p, y = sympy.symbols("p y", real=True)
 
-    def conv(node: Expr) -> Any:
-        if node.op == "p":
-            return p
-        if node.op == "y":
-            return y
-        if node.op == "const":
-            v = node.value
-            return sympy.Integer(int(v)) if v.is_integer() and abs(v) < 1e15 else sympy.Float(v, 8)
-        return PRIMITIVES[node.op].sym(sympy, *(conv(a) for a in node.args))
+    def number(v: float) -> Any:
+        return sympy.Integer(int(v)) if v.is_integer() and abs(v) < 1e15 else sympy.Float(v, 8)
 
-    return conv(expr)
+    return fold(expr, p=p, y=y, const=number, apply=lambda prim, args: prim.sym(sympy, *args))
 
 
 def simplify(expr: Expr) -> Any:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 __all__ = ["Expr", "ExprError", "Primitive", "PRIMITIVES", "TERMINALS", "P", "Y", "const", "call",
-           "evaluate", "MAX_NODES", "MAX_DEPTH", "DIV_EPS", "LOG_EPS", "SQRT_EPS"]
+           "evaluate", "fold", "MAX_NODES", "MAX_DEPTH", "DIV_EPS", "LOG_EPS", "SQRT_EPS"]
 
 MAX_NODES = 256          # loading or parsing a larger tree is refused
 MAX_DEPTH = 48           # and so is a deeper one
@@ -195,6 +195,19 @@ def call(op: str, *args: Expr | float) -> Expr:
 # --------------------------------------------------------------------------------------------
 # Evaluation
 # --------------------------------------------------------------------------------------------
+def fold(expr: Expr, *, p: Any, y: Any, const: Callable[[float], Any],
+         apply: Callable[[Primitive, list[Any]], Any]) -> Any:
+    """Bottom-up walk: terminals become ``p``/``y``, constants ``const(value)``, and each primitive
+    ``apply(primitive, argument_results)``. The interpreter and the sympy form are two folds."""
+    if expr.op == "p":
+        return p
+    if expr.op == "y":
+        return y
+    if expr.op == "const":
+        return const(expr.value)
+    return apply(PRIMITIVES[expr.op], [fold(a, p=p, y=y, const=const, apply=apply) for a in expr.args])
+
+
 def evaluate(expr: Expr, p: Any, y: Any, *, namespace: str | None = None) -> Any:
     """Interpret ``expr`` element-wise on arrays ``p`` and ``y`` (broadcast together).
 
@@ -203,18 +216,8 @@ def evaluate(expr: Expr, p: Any, y: Any, *, namespace: str | None = None) -> Any
     expression is broadcast too).
     """
     ops = _ops_for(p, namespace)
-
-    def ev(node: Expr) -> Any:
-        if node.op == "p":
-            return p
-        if node.op == "y":
-            return y
-        if node.op == "const":
-            return ops.const(node.value, p)
-        prim = PRIMITIVES[node.op]
-        return prim.fn(ops, *(ev(a) for a in node.args))
-
-    out = ev(expr)
+    out = fold(expr, p=p, y=y, const=lambda v: ops.const(v, p),
+               apply=lambda prim, args: prim.fn(ops, *args))
     if expr.symbols != {"p", "y"}:   # keep the broadcast shape when a variable is missing
         out = out + 0 * p + 0 * y
     return out

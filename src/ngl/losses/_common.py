@@ -8,13 +8,14 @@ and hands it to :func:`reduce_loss`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 __all__ = ["REDUCTIONS", "Targets", "check_reduction", "reduce_loss", "prepare", "log_probs",
-           "check_positive", "check_finite", "check_range", "compute_dtype"]
+           "check_positive", "check_finite", "check_range", "compute_dtype", "LossModule"]
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -167,3 +168,21 @@ def log_probs(input: Tensor, *, from_logits: bool, renormalize: bool = False,
     if renormalize:
         x = x / x.sum(1, keepdim=True)
     return x.clamp(eps, 1 - eps).log()
+
+
+class LossModule(nn.Module):
+    """Thin module of a registered loss: keeps keyword hyperparameters, delegates to ``fn``."""
+
+    fn: Callable[..., Tensor]
+
+    def __init__(self, *, weight: Tensor | None = None, reduction: str = "mean", **hparams) -> None:
+        super().__init__()
+        self.reduction = check_reduction(reduction)
+        self.hparams = hparams
+        self.register_buffer("weight", weight)
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return type(self).fn(input, target, weight=self.weight, reduction=self.reduction, **self.hparams)
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in self.hparams.items())

@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._common import (check_finite, check_positive, check_range, check_reduction, compute_dtype, log_probs,
-                      prepare, reduce_loss)
+from ._common import (LossModule, check_finite, check_positive, check_range, check_reduction,
+                      compute_dtype, log_probs, prepare, reduce_loss)
 
 __all__ = ["ce_loss", "CELoss", "ce_l2_loss", "CEL2Loss", "label_smoothing_ce_loss",
            "LabelSmoothingCELoss", "poly1_loss", "Poly1Loss", "l2_penalty"]
@@ -87,25 +87,7 @@ def poly1_loss(input: Tensor, target: Tensor, *, epsilon: float = 1.0, from_logi
     return reduce_loss(per_sample, reduction, targets.sample_weight(weight, per_sample.dtype))
 
 
-class _Loss(nn.Module):
-    """Thin module: keeps keyword hyperparameters, delegates to ``fn``."""
-
-    fn = staticmethod(ce_loss)
-
-    def __init__(self, *, weight: Tensor | None = None, reduction: str = "mean", **hparams) -> None:
-        super().__init__()
-        self.reduction = check_reduction(reduction)
-        self.hparams = hparams
-        self.register_buffer("weight", weight)
-
-    def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        return type(self).fn(input, target, weight=self.weight, reduction=self.reduction, **self.hparams)
-
-    def extra_repr(self) -> str:
-        return ", ".join(f"{k}={v!r}" for k, v in self.hparams.items())
-
-
-class CELoss(_Loss):
+class CELoss(LossModule):
     """Module form of :func:`ce_loss`."""
 
     fn = staticmethod(ce_loss)
@@ -129,7 +111,7 @@ class CEL2Loss(CELoss):
         return l2_penalty(model, self.l2)
 
 
-class LabelSmoothingCELoss(_Loss):
+class LabelSmoothingCELoss(LossModule):
     """Module form of :func:`label_smoothing_ce_loss`."""
 
     fn = staticmethod(label_smoothing_ce_loss)
@@ -139,7 +121,7 @@ class LabelSmoothingCELoss(_Loss):
         super().__init__(smoothing=smoothing, from_logits=from_logits, ignore_index=ignore_index, **kw)
 
 
-class Poly1Loss(_Loss):
+class Poly1Loss(LossModule):
     """Module form of :func:`poly1_loss`."""
 
     fn = staticmethod(poly1_loss)

@@ -11,8 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._common import check_positive, check_reduction, log_probs, prepare, reduce_loss
-from .crossentropy import _Loss
+from ._common import LossModule, check_positive, check_reduction, log_probs, prepare, reduce_loss
 
 __all__ = ["focal_loss", "FocalLoss"]
 
@@ -50,7 +49,7 @@ def focal_loss(input: Tensor, target: Tensor, *, gamma: float = 2.0, alpha: floa
     return reduce_loss(per_sample, reduction, targets.sample_weight(weight, per_sample.dtype))
 
 
-class FocalLoss(_Loss):
+class FocalLoss(LossModule):
     """Module form of :func:`focal_loss`."""
 
     fn = staticmethod(focal_loss)

@@ -23,10 +23,10 @@ import functools
 import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
-from torch import Tensor, nn
+from torch import Tensor
 
 from . import _native
-from ._common import check_finite, check_reduction, compute_dtype, prepare, reduce_loss
+from ._common import LossModule, check_finite, check_reduction, compute_dtype, prepare, reduce_loss
 
 __all__ = ["ngl_loss", "NGLLoss", "ALPHA"]
 
@@ -188,19 +188,12 @@ def ngl_loss(input: Tensor, target: Tensor, *, alpha: float = ALPHA, from_logits
     return reduce_loss(per_sample, reduction, targets.sample_weight(weight, per_sample.dtype))
 
 
-class NGLLoss(nn.Module):
+class NGLLoss(LossModule):
     """Module form of :func:`ngl_loss`; stores the hyperparameters and delegates."""
 
-    def __init__(self, *, alpha: float = ALPHA, from_logits: bool = True, scaling: bool = False,
-                 weight: Tensor | None = None, ignore_index: int = -100, reduction: str = "mean",
-                 fast: bool | None = None) -> None:
-        super().__init__()
-        self.alpha = check_finite("alpha", alpha)
-        self.from_logits, self.scaling, self.ignore_index, self.fast = from_logits, scaling, ignore_index, fast
-        self.reduction = check_reduction(reduction)
-        self.register_buffer("weight", weight)
+    fn = staticmethod(ngl_loss)
 
-    def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        return ngl_loss(input, target, alpha=self.alpha, from_logits=self.from_logits,
-                        scaling=self.scaling, weight=self.weight, ignore_index=self.ignore_index,
-                        reduction=self.reduction, fast=self.fast)
+    def __init__(self, *, alpha: float = ALPHA, from_logits: bool = True, scaling: bool = False,
+                 ignore_index: int = -100, fast: bool | None = None, **kw) -> None:
+        super().__init__(alpha=check_finite("alpha", alpha), from_logits=from_logits, scaling=scaling,
+                         ignore_index=ignore_index, fast=fast, **kw)

@@ -86,9 +86,6 @@ def get_loss(spec: str, **kwargs: Any) -> nn.Module:
 
 
 def loss_label(spec: str) -> str:
-    """The display name of a loss spec (registry label, or the file stem / infix)."""
-    if spec in _REGISTRY:
-        return _REGISTRY[spec].label
-    if spec.startswith("expr:"):
-        return spec[5:]
-    return Path(spec).stem
+    """The paper's label of a registered loss (``f5 (NGL)``); expression files and ``expr:``
+    specs print as given."""
+    return _REGISTRY[spec].label if spec in _REGISTRY else spec

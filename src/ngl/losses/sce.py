@@ -12,8 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._common import check_positive, check_reduction, log_probs, prepare, reduce_loss
-from .crossentropy import _Loss
+from ._common import LossModule, check_positive, check_reduction, log_probs, prepare, reduce_loss
 
 __all__ = ["sce_loss", "SCELoss", "P_MIN", "Y_MIN"]
 
@@ -48,7 +47,7 @@ def sce_loss(input: Tensor, target: Tensor, *, alpha: float = 0.1, beta: float =
     return reduce_loss(per_sample, reduction, targets.sample_weight(weight, per_sample.dtype))
 
 
-class SCELoss(_Loss):
+class SCELoss(LossModule):
     """Module form of :func:`sce_loss`."""
 
     fn = staticmethod(sce_loss)

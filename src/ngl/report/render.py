@@ -6,19 +6,12 @@ import io
 import json
 from typing import Any
 
+from ..losses import loss_label
+
 __all__ = ["loss_label", "to_markdown", "to_csv", "to_json", "CSV_FIELDS"]
 
 CSV_FIELDS = ["loss", "label", "dataset", "n", "expected", "mean_accuracy", "seed_std", "delta_pp",
               "verdict", "p_value", "ci_low", "ci_high"]
-
-
-def loss_label(name: str) -> str:
-    """The paper's label of a registered loss (``f5 (NGL)``), else the name itself."""
-    try:
-        from ..losses import get_loss_info
-        return get_loss_info(name).label
-    except Exception:  # noqa: BLE001 - expression files and unknown names print as given
-        return name
 
 
 def _pp(v: float | None, signed: bool = True) -> str:
