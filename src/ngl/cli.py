@@ -1,10 +1,20 @@
 """The ``ngl`` command line. Each subcommand lives in ``ngl.commands.<name>`` and exposes
-``register(subparsers)`` (adds its parser, sets ``func``); this table is the only place they meet."""
+``register(subparsers)`` (adds its parser, sets ``func``); this table is the only place they meet.
+
+A subcommand whose configuration comes in layers sets ``layers=fn`` and ``parser=<its parser>``
+with ``set_defaults``: ``fn(args)`` returns the layers (preset, then ``--config`` file), which
+become the parser's defaults before the command line is parsed again (see ``ngl.config``), so a
+flag always wins. Only :class:`ngl.errors.UserError` is a user error (one line, exit 2); any other
+exception is a bug and keeps its traceback.
+"""
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+
+from .config import layer_defaults
+from .errors import UserError, one_line
 
 __all__ = ["main", "COMMANDS"]
 
@@ -19,10 +29,6 @@ COMMANDS = {
 }
 
 
-class UserError(Exception):
-    """An error caused by the user's input: printed as one line, exit status 2."""
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ngl",
@@ -30,28 +36,33 @@ def build_parser() -> argparse.ArgumentParser:
                     "protocol and the GP search for new losses.",
         epilog="Run 'ngl <command> --help' for a command's options.")
     sub = parser.add_subparsers(dest="command", metavar="<command>", required=True)
-    for name, module in COMMANDS.items():
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name == module:       # that command is not built yet
-                continue
-            raise
-        mod.register(sub)
+    for module in COMMANDS.values():
+        importlib.import_module(module).register(sub)
     return parser
+
+
+def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse, apply the subcommand's layers (if any) as defaults, and parse again."""
+    args = parser.parse_args(argv)
+    layers = getattr(args, "layers", None)
+    if layers is not None:
+        layer_defaults(args.parser, layers(args))
+        args = parser.parse_args(argv)
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    command = "ngl"
     try:
+        args = parse(parser, argv)
+        command = f"ngl {args.command}"
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (UserError, ValueError, KeyError, FileNotFoundError, TypeError) as exc:
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        print(f"ngl {args.command}: error: {msg}", file=sys.stderr)
+    except UserError as exc:
+        print(f"{command}: error: {one_line(exc)}", file=sys.stderr)
         return 2
 
 

@@ -9,7 +9,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
-__all__ = ["write_text_atomic", "write_json_atomic", "write_csv_atomic", "read_json_object"]
+from .errors import InputError, MissingFileError
+
+__all__ = ["write_text_atomic", "write_json_atomic", "write_csv_atomic", "read_json_object",
+           "pyplot", "save_figure"]
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
@@ -45,14 +48,45 @@ def write_csv_atomic(path: str | os.PathLike[str], rows: Iterable[dict], columns
 
 
 def read_json_object(path: str | os.PathLike[str], *, what: str) -> dict[str, Any]:
-    """A JSON object from ``path``; ``FileNotFoundError``/``ValueError`` naming ``what`` and the path."""
+    """A JSON object from ``path``; :class:`MissingFileError` / :class:`InputError` (one line naming
+    ``what`` and the path) for a missing file, invalid or too deeply nested JSON, or a non-object."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{what} not found: {path}")
+        raise MissingFileError(f"{what} not found: {path}")
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{what} {path} is not valid JSON ({exc})") from None
+        raise InputError(f"{what} {path} is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise InputError(f"{what} {path} is nested too deeply to be a valid file") from None
     if not isinstance(doc, dict):
-        raise ValueError(f"{what} {path} must hold a JSON object, got {type(doc).__name__}")
+        raise InputError(f"{what} {path} must hold a JSON object, got {type(doc).__name__}")
     return doc
+
+
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the headless Agg backend (every figure of ngl is a PNG file)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig: Any, path: str | os.PathLike[str], *, dpi: int = 110) -> Path:
+    """Save a matplotlib figure as PNG atomically (temp file + ``os.replace``) and close it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp.png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    finally:
+        pyplot().close(fig)
+    return path

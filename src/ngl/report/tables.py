@@ -10,6 +10,8 @@ from collections import defaultdict
 from statistics import mean, stdev
 from typing import Any
 
+from .stats import paired_test
+
 __all__ = ["verdict", "paired_test", "summarize", "loss_order"]
 
 
@@ -21,33 +23,6 @@ def verdict(delta_pp: float | None, *, band: float = 0.5) -> str | None:
         return None
     d = round(delta_pp, 9)
     return "better" if d > band else "worse" if d < -band else "same"
-
-
-def paired_test(diffs: list[float], *, level: float = 0.95) -> dict[str, Any]:
-    """Two-sided paired t-test of per-pair differences (pp) against 0, with a ``level`` CI.
-
-    .. math:: t = \\bar d / (s_d / \\sqrt n), \\quad df = n - 1
-
-    Returns ``{"n", "mean", "t", "p_value", "ci_low", "ci_high"}``; ``p_value``/CI are ``None`` for
-    fewer than 2 pairs; with zero spread p is 1 (mean 0) or 0 (mean != 0).
-    """
-    n = len(diffs)
-    out: dict[str, Any] = {"n": n, "mean": mean(diffs) if n else None, "t": None, "p_value": None,
-                           "ci_low": None, "ci_high": None}
-    if n < 2:
-        return out
-    from scipy import stats
-
-    m, s = mean(diffs), stdev(diffs)
-    se = s / math.sqrt(n)
-    if se == 0.0:
-        out.update(p_value=1.0 if m == 0 else 0.0, ci_low=m, ci_high=m,
-                   t=0.0 if m == 0 else math.copysign(math.inf, m))
-        return out
-    t = m / se
-    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * se
-    out.update(t=t, p_value=float(2 * stats.t.sf(abs(t), n - 1)), ci_low=m - half, ci_high=m + half)
-    return out
 
 
 def loss_order(losses: set[str], baseline: str) -> list[str]:
