@@ -165,7 +165,18 @@ def to_latex(expr: Expr) -> str:
     return sympy.latex(to_sympy(expr))
 
 
-_PROBE_P = [i / 32 for i in range(33)]
+def probe_grid(points: int = 33):
+    """The fixed probe inputs of every expression check: ``points`` values of p on [0, 1], once with
+    y = 0 and once with y = 1, as float64 NumPy arrays ``(p, y)`` of length ``2 * points``.
+
+    >>> p, y = probe_grid(3)
+    >>> p.tolist(), y.tolist()
+    ([0.0, 0.5, 1.0, 0.0, 0.5, 1.0], [0.0, 0.0, 0.0, 1.0, 1.0, 1.0])
+    """
+    import numpy as np
+
+    p = np.linspace(0.0, 1.0, points, dtype=np.float64)
+    return np.tile(p, 2), np.repeat(np.array([0.0, 1.0]), points)
 
 
 def fingerprint(expr: Expr, *, digits: int = 7) -> str:
@@ -176,8 +187,7 @@ def fingerprint(expr: Expr, *, digits: int = 7) -> str:
     """
     import numpy as np
 
-    p = np.array(_PROBE_P * 2, dtype=np.float64)
-    y = np.array([0.0] * 33 + [1.0] * 33)
+    p, y = probe_grid()
     with np.errstate(all="ignore"):
         values = np.asarray(evaluate(expr, p, y, namespace="numpy"), dtype=np.float64) + 0.0  # -0.0 -> 0.0
     text = ",".join(f"{v:.{digits - 1}e}" if np.isfinite(v) else str(v) for v in values.ravel())
