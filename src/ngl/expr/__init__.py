@@ -20,10 +20,12 @@ __all__ = [
     "Expr", "ExprError", "Primitive", "PRIMITIVES", "TERMINALS", "P", "Y", "const", "call",
     "parse", "evaluate", "to_infix", "to_sympy", "to_latex", "simplify", "fingerprint", "probe_grid",
     "to_json", "from_json", "save", "load", "load_document", "NGL", "CE", "MAX_NODES", "MAX_DEPTH",
-    "MAX_FILE_BYTES", "FORMAT", "FORMAT_VERSION", "DIV_EPS", "LOG_EPS", "SQRT_EPS",
+    "MAX_FILE_BYTES", "NGL_ALPHA", "FORMAT", "FORMAT_VERSION", "DIV_EPS", "LOG_EPS", "SQRT_EPS",
 ]
 
+#: NGL's published constant alpha (arXiv 2404.12948); the one copy that every backend uses.
+NGL_ALPHA = 2.4092
 #: The Next Generation Loss, f5 of arXiv 2404.12948.
-NGL = parse("exp(2.4092 - p * (1 + y)) - cos(cos(sin(p)))")
+NGL = parse(f"exp({NGL_ALPHA} - p * (1 + y)) - cos(cos(sin(p)))")
 #: Cross entropy per class element: -y log p.
 CE = parse("-(y * log(p))")
