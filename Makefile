@@ -7,9 +7,10 @@ JOBS    ?= 2
 
 .PHONY: demo test test-fast bench install clean
 
-$(STAMP): pyproject.toml
+# pyproject.toml declares ranges (ngl is a library); constraints.txt pins the exact tested set.
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -e '.[all]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[all]'
 	touch $(STAMP)
 
 install: $(STAMP)
