@@ -1,8 +1,16 @@
 """``ngl report``: the paper's comparison table from a bench's results database, with seed spread,
 paired significance tests, missing cells and failed runs; Markdown, CSV, JSON and PNG figures.
 
->>> from ngl.report import write_report
->>> paths = write_report("runs/demo/results.sqlite", "runs/demo/report")
+>>> import tempfile, pathlib
+>>> from ngl.bench import Grid, ResultStore, expand
+>>> tmp = pathlib.Path(tempfile.mkdtemp())
+>>> with ResultStore(tmp / "results.sqlite") as store:
+...     _ = store.add(expand(Grid(losses=("ce", "ngl"), seeds=(0, 1))))
+...     for run in store.rows():
+...         store.finish(run["key"], {"status": "ok", "test_accuracy": 0.9 + 0.01 * run["seed"]})
+>>> rep = write_report(tmp / "results.sqlite", tmp / "report", plots=False)
+>>> rep["summary"]["cells"]["ngl"]["digits"]["delta"], sorted(rep["files"])
+(0.0, ['csv', 'json', 'markdown'])
 """
 from __future__ import annotations
 
@@ -25,16 +33,22 @@ def write_report(db: str | Path, out_dir: str | Path, *, baseline: str = "ce", b
     """Read the results database ``db`` and write ``report.md``, ``report.csv``, ``report.json`` and
     (``plots``) ``deltas.png``, ``learning_curves.png``, ``loss_shapes.png`` into ``out_dir``.
 
+    The store is opened read-only (:func:`ngl.bench.open_readonly`). A found loss is labelled by
+    its infix; ``summary["sources"]`` (in ``report.json``) maps it to the files it was read from.
+
     Returns:
         ``{"summary": ..., "markdown": text, "files": {name: path}}``.
     """
     from ..bench.store import open_readonly
+    from ..errors import InputError
 
-    with open_readonly(db) as store:
+    with open_readonly(db) as store:           # SQLite mode=ro: the report never writes the store
         rows = store.rows()
+        sources = store.meta("loss_sources", {}) or {}
     if not rows:
-        raise ValueError(f"{db} holds no runs yet (run 'ngl bench' first)")
+        raise InputError(f"{db} holds no runs yet (run 'ngl bench' first)")
     summary = summarize(rows, baseline=baseline, band=band)
+    summary["sources"] = {spec: paths for spec, paths in sources.items() if spec in summary["losses"]}
     md = to_markdown(summary, title=title)
     if published:
         md += "\n" + compare_markdown(summary)
