@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..config import opt
 from ..errors import InputError
 
 __all__ = ["Grid", "PRESETS", "expand", "run_key", "dataset_label", "IGNORED_IN_KEY", "pin_loss",
@@ -21,19 +22,32 @@ AXES = ("datasets", "variants", "models", "losses", "seeds")
 IGNORED_IN_KEY = frozenset({"device", "threads", "data_dir"})
 
 
+GRID_GROUP = "grid (a flag replaces that axis of --config and the preset)"
+
+
 @dataclass(frozen=True)
 class Grid:
     """A grid of runs. ``label_noise`` and ``train_fraction`` are axes too: each value is a dataset
     variant with its own column in the report (``digits+noise20``). ``base`` holds the other
-    ``TrainConfig`` fields shared by every run (epochs, batch_size, lr, ...)."""
+    ``TrainConfig`` fields shared by every run (epochs, batch_size, lr, ...). ``ngl bench``'s grid
+    flags are generated from these fields (:func:`ngl.config.add_config_arguments`)."""
 
-    datasets: tuple[str, ...] = ("digits",)
-    models: tuple[str, ...] = ("cnn_small",)
-    losses: tuple[str, ...] = ()                 # empty = every registered loss
-    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
-    label_noise: tuple[float, ...] = (0.0,)
-    train_fraction: tuple[float, ...] = (1.0,)
-    base: dict[str, Any] = field(default_factory=dict)
+    datasets: tuple[str, ...] = opt(("digits",), "comma-separated ngl.data names, folder:PATH or "
+                                    "npz:PATH (default: the preset's)", group=GRID_GROUP)
+    models: tuple[str, ...] = opt(("cnn_small",), "comma-separated ngl.models names (default: the "
+                                  "preset's)", group=GRID_GROUP)
+    losses: tuple[str, ...] = opt((), "comma-separated registry names, *.json expression files or "
+                                  "expr:<infix>; include ce, the baseline (default: the preset's; "
+                                  "empty = every registered loss)", group=GRID_GROUP)
+    seeds: tuple[int, ...] = opt((0, 1, 2, 3, 4), "comma-separated seeds, e.g. 0,1,2 (default: the "
+                                 "preset's)", group=GRID_GROUP)
+    label_noise: tuple[float, ...] = opt((0.0,), "comma-separated training label-noise fractions; each "
+                                         "is a dataset variant (default: the preset's; 0 when "
+                                         "--datasets is given)", group=GRID_GROUP)
+    train_fraction: tuple[float, ...] = opt((1.0,), "comma-separated training-set fractions; each is a "
+                                            "dataset variant (default: the preset's; 1 when "
+                                            "--datasets is given)", group=GRID_GROUP)
+    base: dict[str, Any] = opt(factory=dict, flag=False)
 
     def replace(self, **changes: Any) -> "Grid":
         data = {**self.__dict__, **{k: v for k, v in changes.items() if v is not None}}

@@ -18,10 +18,11 @@ __all__ = ["train_task", "resolve_config", "run_grid", "describe_run"]
 
 
 def resolve_config(config: dict[str, Any]) -> dict[str, Any]:
-    """Fill the harness' defaults: ``TrainConfig.from_dict(config).to_dict()`` (unknown keys raise
-    ``ValueError`` naming them). Keys of resolved configs do not depend on how a run was spelled."""
-    from ..train import TrainConfig
-    return TrainConfig.from_dict(config).to_dict()
+    """Fill the harness' defaults: ``TrainConfig(**config).to_dict()`` after checking it (unknown
+    keys, wrong types, out-of-range values: :class:`~ngl.errors.InputError`, a ``ValueError``,
+    naming the field). Keys of resolved configs do not depend on how a run was spelled."""
+    from .checks import check_train_config
+    return check_train_config(config).to_dict()
 
 
 def train_task(config: dict[str, Any]) -> dict[str, Any]:

@@ -18,9 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "report", help="the paper's table (and more) from a bench's results",
         description="Read a results database written by 'ngl bench' and write report.md, report.csv, "
                     "report.json and PNG figures (deltas vs CE, learning curves, loss shapes): CE's "
-                    "test accuracy in %%, every other loss in percentage points vs CE per dataset "
+                    "test accuracy in %, every other loss in percentage points vs CE per dataset "
                     "(mean over seeds and models), a Mean column, the better/same/worse verdict "
-                    "(+-band, inclusive), seed spread, a paired t-test with 95%% CI per cell, missing "
+                    "(+-band, inclusive), seed spread, a paired t-test with 95% CI per cell, missing "
                     "cells and failed or diverged runs. The Markdown is printed too. The database is "
                     "opened read-only, so a store on read-only storage reports (give --out elsewhere).")
     p.add_argument("source", nargs="?", default="runs/bench",
