@@ -186,7 +186,9 @@ class ResultStore:
             self._open()
         except sqlite3.DatabaseError as exc:
             self.close()
-            raise StoreError(f"{self.path} is not an ngl results database ({exc})") from None
+            what = "is not an ngl results database" if "not a database" in str(exc) else \
+                "is damaged (restore a copy or start a new --out)"
+            raise StoreError(f"{self.path} {what} (SQLite: {exc})") from None
         except BaseException:
             self.close()
             raise
@@ -277,6 +279,14 @@ class ResultStore:
     def set_meta(self, name: str, value: Any) -> None:
         self._tx("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", (name, json.dumps(value)))
 
+    def record_sources(self, sources: dict[str, list[str]]) -> None:
+        """Merge ``{pinned loss spec: [expression files]}`` (:func:`~ngl.bench.grid.pin_grid`) into
+        the ``loss_sources`` meta entry that the report's JSON lists."""
+        merged = dict(self.meta("loss_sources", {}) or {})
+        for spec, paths in sources.items():
+            merged[spec] = list(dict.fromkeys([*merged.get(spec, []), *paths]))
+        self.set_meta("loss_sources", merged)
+
     # -- reading ---------------------------------------------------------------------------
     def _read(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         try:
@@ -330,10 +340,17 @@ class ResultStore:
             self._lock = None
 
     def close(self) -> None:
-        """Close the database and drop the writer's lock; idempotent."""
+        """Close the database and drop the writer's lock; idempotent. A writer leaves the file in
+        rollback-journal mode, one self-contained file that a reader opens without creating any."""
         db = getattr(self, "_db", None)
         if db is not None:
+            if not self.readonly and getattr(self, "version", None) is not None:
+                try:
+                    db.execute("PRAGMA journal_mode=DELETE")
+                except sqlite3.Error:                 # busy or read-only: stays WAL, still valid
+                    pass
             db.close()
+            self._db = None
         self._release()
 
     def __enter__(self) -> "ResultStore":

@@ -274,7 +274,7 @@ def _execute(args: argparse.Namespace, grid: Any, configs: list[dict], sources: 
         print(f"ngl bench: {len(configs)} runs ({kind} executor, {args.workers} worker(s)) -> "
               f"{out / 'results.sqlite'}", file=sys.stderr)
         store.set_meta("last_grid", [run_key(c) for c in configs])
-        store.set_meta("loss_sources", {**(store.meta("loss_sources", {}) or {}), **sources})
+        store.record_sources(sources)
         with make_executor(kind, workers=args.workers, timeout=args.timeout, threads=args.threads,
                            ray_address=args.ray_address) as executor:
             summary = run_grid(configs, store, executor=executor, retry_failed=args.retry_failed,
