@@ -52,8 +52,9 @@ def _register(sub: argparse._SubParsersAction, name: str, module: str) -> None:
         def unavailable(args: argparse.Namespace) -> int:
             raise MissingExtraError(message)
 
-        p = sub.add_parser(name, help=f"(not installed: {message})", add_help=False)
-        p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        # no option prefix: every argument (--help included) is taken as is, then the one line
+        p = sub.add_parser(name, help=f"(not installed: {message})", add_help=False, prefix_chars="\0")
+        p.add_argument("rest", nargs="*", help=argparse.SUPPRESS)
         p.set_defaults(func=unavailable)
 
 
