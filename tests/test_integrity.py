@@ -353,3 +353,20 @@ def test_disk_io_error_loses_no_finished_row(tmp_path, monkeypatch):
     assert out["skipped"] == 3 and out["ran"] == 3 and len(rows) == 6
     assert {run_key(c) for c in CALLS}.isdisjoint(saved)           # finished runs not run again
     assert all(rows[k]["test_accuracy"] == v for k, v in saved.items())
+
+
+def test_full_disk_while_writing_the_report_is_one_line(tmp_path, monkeypatch, capsys):
+    import errno
+
+    import ngl.report
+
+    db = _finished_store(tmp_path)
+
+    def full(path, text):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(ngl.report, "write_atomic", full)
+    assert main(["report", str(db), "--out", str(tmp_path / "rep"), "--quiet", "--no-plots"]) == 2
+    err = _error(capsys)
+    assert "cannot write the report" in err and "No space left on device" in err
+    assert not list((tmp_path / "rep").glob("*"))                 # nothing half-written

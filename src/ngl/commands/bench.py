@@ -259,17 +259,27 @@ def run_bench(args: argparse.Namespace, *, title: str = "ngl benchmark report") 
     return _execute(args, grid, configs, sources, title)
 
 
+def _save(path: Path, text: str) -> None:
+    from ..bench import StoreWriteError
+    from ..fileio import write_text_atomic
+
+    try:
+        write_text_atomic(path, text)
+    except OSError as exc:
+        raise StoreWriteError(f"cannot write {path} ({exc.strerror or exc}); free space or give "
+                              f"--out a folder you can write") from None
+
+
 def _execute(args: argparse.Namespace, grid: Any, configs: list[dict], sources: dict,
              title: str) -> int:
     from ..bench import ResultStore, run_grid, run_key
     from ..executors import make_executor
-    from ..fileio import write_text_atomic
     from ..report import write_report
 
     out = Path(args.out)
     kind = args.executor or ("process" if args.workers > 1 else "inline")
     with ResultStore(out / "results.sqlite") as store:           # takes the store's lock first
-        write_text_atomic(out / "grid.json", json.dumps({"grid": {**grid.__dict__}, "runs": len(configs),
+        _save(out / "grid.json", json.dumps({"grid": {**grid.__dict__}, "runs": len(configs),
                                                          "sources": sources}, indent=2, default=list) + "\n")
         print(f"ngl bench: {len(configs)} runs ({kind} executor, {args.workers} worker(s)) -> "
               f"{out / 'results.sqlite'}", file=sys.stderr)
@@ -282,7 +292,7 @@ def _execute(args: argparse.Namespace, grid: Any, configs: list[dict], sources: 
     counts = ", ".join(f"{v} {k}" for k, v in sorted(summary["counts"].items())) or "nothing to run"
     print(f"ngl bench: {summary['ran']} run(s) in {summary['wall_time']:.1f}s ({counts}); "
           f"{summary['skipped']} already finished", file=sys.stderr)
-    write_text_atomic(out / "bench_summary.json", json.dumps(summary, indent=2) + "\n")
+    _save(out / "bench_summary.json", json.dumps(summary, indent=2) + "\n")
     if args.report:
         rep = write_report(out / "results.sqlite", out / "report", plots=args.plots,
                            published=args.published, title=title)

@@ -20,9 +20,14 @@ from typing import Any
 from .published import PUBLISHED, PUBLISHED_DATASETS, compare_markdown, published_markdown
 from ..fileio import write_text_atomic as write_atomic
 from .render import loss_label, to_csv, to_json, to_markdown
+from ..errors import UserError
 from .tables import loss_order, paired_test, summarize, verdict
 
-__all__ = ["summarize", "verdict", "paired_test", "loss_order", "to_markdown", "to_csv", "to_json",
+
+class ReportWriteError(UserError, OSError):
+    """The report's folder cannot be written (read-only, full disk)."""
+
+__all__ = ["ReportWriteError", "summarize", "verdict", "paired_test", "loss_order", "to_markdown", "to_csv", "to_json",
            "loss_label", "write_report", "published_markdown", "compare_markdown", "PUBLISHED",
            "PUBLISHED_DATASETS"]
 
@@ -52,7 +57,17 @@ def write_report(db: str | Path, out_dir: str | Path, *, baseline: str = "ce", b
     md = to_markdown(summary, title=title)
     if published:
         md += "\n" + compare_markdown(summary)
-    out = Path(out_dir)
+    try:
+        files = _write_files(Path(out_dir), summary, md, rows, plots)
+    except OSError as exc:                     # read-only folder, full disk: nothing half-written
+        raise ReportWriteError(f"cannot write the report to {out_dir} ({exc.strerror or exc}); "
+                               f"free space or give --out a folder you can write") from None
+    return {"summary": summary, "markdown": md, "files": {k: str(v) for k, v in files.items()}}
+
+
+def _write_files(out: Path, summary: dict[str, Any], md: str, rows: list[dict[str, Any]],
+                 plots: bool) -> dict[str, Path]:
+    """Every file atomically (a crash leaves the old file or the new one, never half of one)."""
     files = {"markdown": write_atomic(out / "report.md", md),
              "csv": write_atomic(out / "report.csv", to_csv(summary)),
              "json": write_atomic(out / "report.json", to_json(summary))}
@@ -61,4 +76,4 @@ def write_report(db: str | Path, out_dir: str | Path, *, baseline: str = "ce", b
         files["deltas"] = plot_deltas(summary, out / "deltas.png")
         files["learning_curves"] = plot_learning_curves(rows, out / "learning_curves.png")
         files["loss_shapes"] = plot_loss_shapes(out / "loss_shapes.png")
-    return {"summary": summary, "markdown": md, "files": {k: str(v) for k, v in files.items()}}
+    return files
