@@ -370,3 +370,14 @@ def test_full_disk_while_writing_the_report_is_one_line(tmp_path, monkeypatch, c
     err = _error(capsys)
     assert "cannot write the report" in err and "No space left on device" in err
     assert not list((tmp_path / "rep").glob("*"))                 # nothing half-written
+
+
+def test_a_file_that_is_not_sqlite_is_named_so(tmp_path, capsys):
+    junk = tmp_path / "results.sqlite"
+    junk.write_bytes(b"PK\x03\x04 a zip, not a database " * 200)
+    before = junk.read_bytes()
+    for argv in (["report", str(junk), "--out", str(tmp_path / "r"), "--quiet"],
+                 ["bench", "--preset", "smoke", "--losses", "ce", "--out", str(tmp_path), "--quiet"]):
+        assert main(argv) == 2
+        assert f"{junk} is not an ngl results database" in _error(capsys)
+    assert junk.read_bytes() == before

@@ -86,10 +86,21 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
         db = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None)
         db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
         return db
-    except sqlite3.OperationalError:
+    except sqlite3.OperationalError as exc:
+        if "unable to open" not in str(exc):
+            raise
         # a WAL store in a folder nobody may write (no -shm file can be made): read it as
         # immutable; no writer can be at work there
         return sqlite3.connect(uri + "&immutable=1", uri=True, timeout=30, isolation_level=None)
+
+
+def _unusable(path: Path, exc: sqlite3.Error) -> StoreError:
+    """A SQLite error on opening as the one line that says what the file is."""
+    if "not a database" in str(exc):
+        return StoreError(f"{path} is not an ngl results database (SQLite: {exc})")
+    if "malformed" in str(exc) or "corrupt" in str(exc):
+        return StoreError(f"{path} is damaged (SQLite: {exc}); restore a copy or start a new --out")
+    return StoreError(f"cannot open {path} as a results database (SQLite: {exc})")
 
 
 class _Lock:
@@ -180,15 +191,13 @@ class ResultStore:
             self._db = _connect(self.path, readonly=readonly)
         except sqlite3.Error as exc:
             self._release()
-            raise StoreError(f"cannot open {self.path} as a results database ({exc})") from None
+            raise _unusable(self.path, exc) from None
         self._db.row_factory = sqlite3.Row
         try:
             self._open()
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.Error as exc:
             self.close()
-            what = "is not an ngl results database" if "not a database" in str(exc) else \
-                "is damaged (restore a copy or start a new --out)"
-            raise StoreError(f"{self.path} {what} (SQLite: {exc})") from None
+            raise _unusable(self.path, exc) from None
         except BaseException:
             self.close()
             raise
