@@ -123,9 +123,12 @@ class _Lock:
             raise StoreLockedError(
                 f"{store} is being written by {holder}; one bench per --out at a time: wait for "
                 f"it, or give this one another --out") from None
-        os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, f"ngl bench pid {os.getpid()} on {socket.gethostname()} since "
-                           f"{time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
+        try:                              # who holds it, for the second writer's message
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, f"ngl bench pid {os.getpid()} on {socket.gethostname()} since "
+                               f"{time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
+        except OSError:                   # a full disk: the lock holds all the same
+            pass
 
     def release(self) -> None:
         if self.fd is not None:
