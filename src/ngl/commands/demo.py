@@ -20,6 +20,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "(here --out defaults to runs/demo and --published is on).")
     add_arguments(p)
     p.set_defaults(func=run, parser=p, layers=layers, out="runs/demo", published=True)
+    for action in p._actions:              # noqa: SLF001 - the help of the two defaults changed here
+        if action.dest in ("out", "published"):
+            action.help = action.help.replace("(default: runs/bench)", "(default: runs/demo)") \
+                .replace("(default: False)", "(default: True)")
 
 
 def run(args: argparse.Namespace) -> int:
