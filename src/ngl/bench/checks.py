@@ -89,5 +89,7 @@ def _check_loss(spec: str, kwargs: dict[str, Any]) -> None:
         module(logits, torch.tensor([0, 1, 2, 0]))
     except UserError:
         raise
-    except (TypeError, ValueError, KeyError, RuntimeError) as exc:
+    except KeyError as exc:                    # an unknown name: its message says it all
+        raise InputError(" ".join(str(exc.args[0] if exc.args else exc).split())) from None
+    except (TypeError, ValueError, RuntimeError) as exc:
         raise InputError(f"loss {spec!r} with loss_kwargs {kwargs}: {one_line(exc)}") from None
