@@ -96,8 +96,11 @@ def test_store_rows_are_unique_and_transitions(tmp_path):
         assert row["config"] == cfgs[0] and row["attempts"] == 1
         s.mark_running(run_key(cfgs[1]))
         assert s.reset(["running"]) == 1 and s.count(["pending"]) == 3
+        other = sqlite3.connect(tmp_path / "r.sqlite")
+        assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"   # while a bench writes
+        other.close()
     mode = sqlite3.connect(tmp_path / "r.sqlite").execute("PRAGMA journal_mode").fetchone()[0]
-    assert mode == "wal"
+    assert mode == "delete"                      # at rest: one self-contained file
 
 
 def test_store_rejects_non_database(tmp_path):

@@ -36,13 +36,15 @@ def test_inline_values_and_errors():
     assert all(isinstance(v, Outcome) and v.error is None and v.wall_time >= 0 for v in got.values())
     with make_executor("inline") as ex:
         out = dict(ex.map_unordered(_misbehave, [0, 1, 4]))
-    assert out[1].error == "RuntimeError: boom" and out[1].value is None
+    assert out[1].error == "RuntimeError: boom second line" and out[1].value is None
     assert out[0].value == 0 and out[4].value == 40
 
 
 def test_unknown_kind_and_bad_workers():
-    with pytest.raises(ValueError, match="unknown executor 'gpu'; expected one of inline, process, ray"):
+    with pytest.raises(KeyError, match="unknown executor 'gpu'; registered: inline, process, ray"):
         make_executor("gpu")
+    with pytest.raises(KeyError, match="did you mean 'process'"):
+        make_executor("proces")
     with pytest.raises(ValueError, match="workers must be >= 1"):
         make_executor("process", workers=0)
     assert set(EXECUTORS) == {"inline", "process", "ray"}
@@ -55,7 +57,7 @@ def test_process_pool_survives_crash_death_and_hang():
         out = dict(ex.map_unordered(_misbehave, [0, 1, 2, 3, 4, 5, 6]))
         assert time.monotonic() - start < 40
         assert sorted(out) == [0, 1, 2, 3, 4, 5, 6]
-        assert out[1].error == "RuntimeError: boom"
+        assert out[1].error == "RuntimeError: boom second line"
         assert out[2].error == "worker died (exit code 7)"
         assert out[3].error == "timed out after 4s"
         assert [out[i].value for i in (0, 4, 5, 6)] == [0, 40, 50, 60]
@@ -84,5 +86,5 @@ def test_ray_local_instance():
         out = dict(ex.map_unordered(_misbehave, [0, 1, 2, 4]))
     assert sorted(out) == [0, 1, 2, 4]
     assert out[0].value == 0 and out[4].value == 40
-    assert out[1].error == "RuntimeError: boom"
+    assert out[1].error == "RuntimeError: boom second line"
     assert out[2].error is not None and out[2].value is None

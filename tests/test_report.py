@@ -142,11 +142,13 @@ def test_outputs_parse(rows, tmp_path):
     assert [h.strip() for h in header] == ["Loss", "A", "B", "Mean", "Verdict"]
     first = {ln.split("|")[1].strip(): [c.strip() for c in ln.split("|")[2:-1]] for ln in lines[2:6]}
     assert first["CE"] == ["91.00", "80.00", "85.50", "baseline"]
-    assert first["f5 (NGL)"][:2] == ["+0.50", "-0.51"] and first["f5 (NGL)"][3] == "same"
+    # constant differences over seeds: p = 0, significant after Holm too (marked *)
+    assert first["f5 (NGL)"][:2] == ["+0.50*", "-0.51*"] and first["f5 (NGL)"][3] == "same"
     assert float(first["f5 (NGL)"][2]) == pytest.approx(-0.005, abs=0.0051)
-    assert first["SCE"][:2] == ["-0.50", "n/a"]
+    assert first["SCE"][:2] == ["-0.50*", "n/a"]
+    assert "\\* the paired t-test vs CE is significant after Holm's correction" in md
     assert "diverged on purpose / x" in md            # '|' escaped in the table
-    assert "sce on B: 3 of 3 without a result" in md
+    assert "SCE on B: 3 of 3 without a result" in md
 
 
 def test_write_report_files_and_published(tmp_path):
@@ -174,3 +176,34 @@ def test_empty_or_missing_db(tmp_path):
     ResultStore(tmp_path / "empty.sqlite").close()
     with pytest.raises(ValueError, match="holds no runs"):
         write_report(tmp_path / "empty.sqlite", tmp_path)
+
+
+def _rows(cells: dict) -> list[dict]:
+    return [{"dataset": "D", "model": "m", "loss": loss, "seed": seed, "status": "ok",
+             "test_accuracy": acc, "error": None}
+            for loss, accs in cells.items() for seed, acc in enumerate(accs)]
+
+
+def test_headline_marks_only_holm_significant_deltas():
+    # df = 1 (two seeds): p = 1 - 2/pi * atan(|t|), t = mean / (|d1 - d2| / 2)
+    rows = _rows({"ce": [0.80, 0.80], "ngl": [0.810, 0.811], "focal": [0.810, 0.8112]})
+    p_raw = {"ngl": 1 - 2 / math.pi * math.atan(1.05 / 0.05),
+             "focal": 1 - 2 / math.pi * math.atan(1.06 / 0.06)}
+    assert max(p_raw.values()) < 0.05                       # each significant alone ...
+    s = summarize(rows)
+    holm_p = min(1.0, 2 * min(p_raw.values()))              # ... not after Holm over 2 tests
+    for loss in ("ngl", "focal"):
+        t = s["cells"][loss]["D"]["test"]
+        assert t["p_value"] == pytest.approx(p_raw[loss])
+        assert t["p_holm"] == pytest.approx(holm_p) and s["cells"][loss]["D"]["significant"] is False
+    md = to_markdown(s)
+    assert "| f5 (NGL) | +1.05 |" in md and "+1.05*" not in md and "across the table's 2 tests" in md
+    # a third, clearly significant cell (constant difference, p = 0) is marked, the others are not
+    rows += _rows({"sce": [0.83, 0.83]})
+    s = summarize(rows)
+    assert s["cells"]["sce"]["D"]["significant"] is True
+    assert s["cells"]["ngl"]["D"]["test"]["p_holm"] == pytest.approx(min(1.0, 2 * p_raw["ngl"]))
+    md = to_markdown(s)
+    assert "| SCE | +3.00* |" in md and "+1.05*" not in md
+    row = next(r for r in csv.DictReader(io.StringIO(to_csv(s))) if r["loss"] == "sce")
+    assert row["significant"] == "True" and float(row["p_holm"]) == 0.0

@@ -1,9 +1,11 @@
 """Run many independent tasks (training runs, fitness evaluations) in-process, in a local pool of
 worker processes, or on Ray, with one interface.
 
->>> with make_executor("process", workers=2, timeout=600) as ex:
-...     for item, outcome in ex.map_unordered(task_fn, items):   # task_fn: module level, picklable
+>>> with make_executor("inline") as ex:      # or "process" (workers=, timeout=), "ray"
+...     for item, outcome in ex.map_unordered(abs, [-2, 3]):   # fn: module level, picklable
 ...         print(item, outcome.value if outcome.error is None else outcome.error)
+-2 2
+3 3
 
 A task that raises, runs past ``timeout`` or kills its worker yields an :class:`Outcome` with a
 one-line ``error``; the map goes on. Workers run with ``torch.set_num_threads(threads)`` (1 unless
@@ -20,6 +22,9 @@ from dataclasses import dataclass
 from multiprocessing.connection import wait as _wait
 from typing import Any, Callable, Iterable, Iterator
 
+from .errors import InputError, one_line as _one_line, require_extra
+from .registry import Registry
+
 __all__ = ["Outcome", "Executor", "InlineExecutor", "ProcessExecutor", "RayExecutor",
            "EXECUTORS", "make_executor"]
 
@@ -33,9 +38,8 @@ class Outcome:
     wall_time: float = 0.0
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+#: executor kind -> class, registered next to each class; drives ``--executor`` choices.
+EXECUTORS: Registry[type["Executor"]] = Registry("executor")
 
 
 def _set_threads(threads: int) -> None:
@@ -77,6 +81,7 @@ class Executor:
         self.close()
 
 
+@EXECUTORS.register("inline")
 class InlineExecutor(Executor):
     """Run tasks one after another in this process (debugging, tiny grids). ``timeout`` cannot be
     enforced in-process and is ignored; a task that kills the interpreter kills the caller."""
@@ -129,6 +134,7 @@ class _Worker:
         self.conn.close()
 
 
+@EXECUTORS.register("process")
 class ProcessExecutor(Executor):
     """A pool of ``workers`` long-lived processes (``spawn``), one task each at a time.
 
@@ -139,9 +145,9 @@ class ProcessExecutor(Executor):
     def __init__(self, *, workers: int = 2, timeout: float | None = None, threads: int | None = None,
                  start_method: str = "spawn") -> None:
         if workers < 1:
-            raise ValueError(f"workers must be >= 1, got {workers}")
-        if timeout is not None and timeout <= 0:
-            raise ValueError(f"timeout must be > 0 seconds or None, got {timeout}")
+            raise InputError(f"workers must be >= 1, got {workers}")
+        if timeout is not None and not timeout > 0:
+            raise InputError(f"timeout must be > 0 seconds or None, got {timeout}")
         self.workers, self.timeout, self.threads = workers, timeout, threads or 1
         self._ctx = mp.get_context(start_method)
         self._pool: list[_Worker] = []
@@ -222,16 +228,14 @@ class ProcessExecutor(Executor):
         self._pool = []
 
 
+@EXECUTORS.register("ray")
 class RayExecutor(Executor):
     """Tasks as Ray remote functions (1 CPU each, no retries). Connects to ``ray_address`` or
     ``RAY_ADDRESS``; otherwise starts a local instance with ``num_cpus=workers``."""
 
     def __init__(self, *, workers: int = 2, timeout: float | None = None, threads: int | None = None,
                  ray_address: str | None = None) -> None:
-        try:
-            import ray
-        except ImportError:
-            raise ValueError("executor 'ray' needs Ray: pip install 'next-generation-loss[ray]'") from None
+        ray = require_extra("ray", "ray", what="executor 'ray'")
         self._ray, self.timeout, self.threads = ray, timeout, threads or 1
         self._owns = False
         if not ray.is_initialized():
@@ -295,11 +299,6 @@ class RayExecutor(Executor):
         self._owns = False
 
 
-#: executor kind -> class; drives ``--executor`` choices.
-EXECUTORS: dict[str, type[Executor]] = {"inline": InlineExecutor, "process": ProcessExecutor,
-                                        "ray": RayExecutor}
-
-
 def make_executor(kind: str = "inline", *, workers: int = 1, timeout: float | None = None,
                   ray_address: str | None = None, threads: int | None = None) -> Executor:
     """Build an executor by name.
@@ -313,8 +312,7 @@ def make_executor(kind: str = "inline", *, workers: int = 1, timeout: float | No
     Returns:
         An :class:`Executor` (also a context manager).
     """
-    if kind not in EXECUTORS:
-        raise ValueError(f"unknown executor {kind!r}; expected one of {', '.join(EXECUTORS)}")
+    EXECUTORS.get(kind)                          # unknown kind: one line naming the close matches
     if kind == "inline":
         return InlineExecutor(threads=threads)
     if kind == "process":

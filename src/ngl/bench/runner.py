@@ -11,17 +11,18 @@ from typing import Any, Callable, Iterator
 from tqdm.auto import tqdm
 
 from ..executors import Executor
-from .grid import dataset_label, run_key
+from .grid import dataset_label, pin_config, run_key
 from .store import ResultStore
 
 __all__ = ["train_task", "resolve_config", "run_grid", "describe_run"]
 
 
 def resolve_config(config: dict[str, Any]) -> dict[str, Any]:
-    """Fill the harness' defaults: ``TrainConfig.from_dict(config).to_dict()`` (unknown keys raise
-    ``ValueError`` naming them). Keys of resolved configs do not depend on how a run was spelled."""
-    from ..train import TrainConfig
-    return TrainConfig.from_dict(config).to_dict()
+    """Fill the harness' defaults: ``TrainConfig(**config).to_dict()`` after checking it (unknown
+    keys, wrong types, out-of-range values: :class:`~ngl.errors.InputError`, a ``ValueError``,
+    naming the field). Keys of resolved configs do not depend on how a run was spelled."""
+    from .checks import check_train_config
+    return check_train_config(config).to_dict()
 
 
 def train_task(config: dict[str, Any]) -> dict[str, Any]:
@@ -42,6 +43,16 @@ def _line(done: int, total: int, config: dict[str, Any], result: dict[str, Any])
     return f"[{done}/{total}] {describe_run(config)}: {status} {what} ({wall:.1f}s)"
 
 
+def _result(outcome: Any) -> dict[str, Any]:
+    """An executor's :class:`~ngl.executors.Outcome` as the row to store."""
+    if outcome.error is not None:
+        return {"status": "failed", "error": outcome.error, "wall_time": outcome.wall_time}
+    if not isinstance(outcome.value, dict):
+        return {"status": "failed", "wall_time": outcome.wall_time,
+                "error": f"task returned {type(outcome.value).__name__}, expected a RunResult dict"}
+    return outcome.value
+
+
 def run_grid(configs: list[dict[str, Any]], store: ResultStore, *, executor: Executor,
              task: Callable[[dict[str, Any]], dict[str, Any]] = train_task, retry_failed: bool = False,
              progress: bool = True, echo: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -57,8 +68,12 @@ def run_grid(configs: list[dict[str, Any]], store: ResultStore, *, executor: Exe
         echo: called with a one-line summary per finished run (default: written above the bar).
     Returns:
         ``{"total", "skipped", "ran", "interrupted", "wall_time", "counts": {status: n}}``.
+    Raises:
+        StoreWriteError: a write failed after retries (full disk); every run finished before it
+            is in the store, and rerunning resumes.
     """
     start = time.perf_counter()
+    configs = [pin_config(c) for c in configs]      # what runs is what the key says
     store.add(configs)
     interrupted = store.reset(["running"])
     if retry_failed:
@@ -82,14 +97,7 @@ def run_grid(configs: list[dict[str, Any]], store: ResultStore, *, executor: Exe
     done = skipped
     try:
         for cfg, outcome in executor.map_unordered(task, feed()):
-            if outcome.error is not None:
-                result = {"status": "failed", "error": outcome.error, "wall_time": outcome.wall_time}
-            elif not isinstance(outcome.value, dict):
-                result = {"status": "failed", "error": f"task returned {type(outcome.value).__name__}, "
-                                                       "expected a RunResult dict",
-                          "wall_time": outcome.wall_time}
-            else:
-                result = outcome.value
+            result = _result(outcome)
             store.finish(run_key(cfg), result)
             counts[store.status_of([run_key(cfg)])[run_key(cfg)]] += 1
             done += 1

@@ -1,21 +1,55 @@
-"""The results database: one SQLite row per run (stdlib ``sqlite3``, WAL journal). Every write is
-one transaction, so a killed bench never leaves a half-written row."""
+"""The results database: one SQLite row per run (stdlib ``sqlite3``, WAL journal).
+
+What it guarantees (see the README's "What is guaranteed"):
+
+- every write is one transaction, so a killed bench never leaves a half-written row, and a failed
+  write (full disk, I/O error) rolls back only itself: every run finished before it stays;
+- one writer at a time: a writer holds an OS lock (``fcntl.flock``) on ``<db>.lock`` for as long as
+  it is open, and a second writer gets :class:`StoreLockedError` naming the holder;
+- the schema version is ``PRAGMA user_version`` (:data:`SCHEMA_VERSION`); a newer store, a foreign
+  SQLite file or a damaged one is refused with one line;
+- a reader (``readonly=True``, :func:`open_readonly`) opens the file with SQLite's ``mode=ro``: it
+  never creates tables, switches the journal or writes anything, so it works on read-only storage.
+"""
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 import time
 from pathlib import Path
 from typing import Any, Iterable
+from urllib.parse import quote
 
-from .grid import dataset_label, run_key
+from ..errors import InputError, MissingFileError, UserError
+from .grid import dataset_label, pin_config, run_key
 
-__all__ = ["ResultStore", "STATUSES", "FINISHED", "open_readonly"]
+__all__ = ["ResultStore", "STATUSES", "FINISHED", "open_readonly", "SCHEMA_VERSION", "StoreError",
+           "StoreLockedError", "StoreWriteError"]
 
 #: pending: queued; running: handed to a worker (left so by a crash = interrupted);
 #: ok / diverged / failed: finished.
 STATUSES = ("pending", "running", "ok", "diverged", "failed")
 FINISHED = ("ok", "diverged", "failed")
+#: ``PRAGMA user_version`` of the stores this ngl writes. 0: the unversioned format before it
+#: (same tables; opened and upgraded in place by a writer, read as is by a reader).
+SCHEMA_VERSION = 1
+#: a failed write is tried this many times (seconds to wait before each retry) before giving up
+WRITE_RETRIES = (0.2, 1.0)
+
+
+class StoreError(InputError):
+    """The file is not a usable ngl results database (foreign, damaged, newer schema)."""
+
+
+class StoreLockedError(InputError):
+    """Another process is writing the store."""
+
+
+class StoreWriteError(UserError, OSError):
+    """A write failed after its retries (disk full, I/O error); earlier rows are intact."""
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -44,37 +78,181 @@ _COLUMNS = ("key", "config", "dataset", "model", "loss", "seed", "status", "hist
             "val_accuracy", "best_val_accuracy", "epochs_run", "steps", "wall_time", "error",
             "attempts", "created_at", "updated_at")
 
+def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
+    if not readonly:
+        return sqlite3.connect(path, timeout=30, isolation_level=None)
+    uri = "file:" + quote(str(path.resolve())) + "?mode=ro"
+    try:
+        db = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None)
+        db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        return db
+    except sqlite3.OperationalError as exc:
+        if "unable to open" not in str(exc):
+            raise
+        # a WAL store in a folder nobody may write (no -shm file can be made): read it as
+        # immutable; no writer can be at work there
+        return sqlite3.connect(uri + "&immutable=1", uri=True, timeout=30, isolation_level=None)
+
+
+def _unusable(path: Path, exc: sqlite3.Error) -> StoreError:
+    """A SQLite error on opening as the one line that says what the file is."""
+    if "not a database" in str(exc):
+        return StoreError(f"{path} is not an ngl results database (SQLite: {exc})")
+    if "malformed" in str(exc) or "corrupt" in str(exc):
+        return StoreError(f"{path} is damaged (SQLite: {exc}); restore a copy or start a new --out")
+    return StoreError(f"cannot open {path} as a results database (SQLite: {exc})")
+
+
+class _Lock:
+    """An exclusive ``fcntl.flock`` on ``path`` (held until :meth:`release` or process exit)."""
+
+    def __init__(self, path: Path, store: Path) -> None:
+        import fcntl
+
+        self.path = path
+        try:
+            self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StoreWriteError(f"cannot write results next to {store}: {exc.strerror} "
+                                  f"({path}); choose another --out") from None
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self.fd, 200, 0).decode(errors="replace").strip() or "another process"
+            os.close(self.fd)
+            raise StoreLockedError(
+                f"{store} is being written by {holder}; one bench per --out at a time: wait for "
+                f"it, or give this one another --out") from None
+        try:                              # who holds it, for the second writer's message
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, f"ngl bench pid {os.getpid()} on {socket.gethostname()} since "
+                               f"{time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
+        except OSError:                   # a full disk: the lock holds all the same
+            pass
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)             # closing the descriptor drops the flock
+            self.fd = None
+
+
+def _inspect(db: sqlite3.Connection) -> tuple[int, set[str], set[str]]:
+    """``(user_version, table names, columns of runs)``; ``DatabaseError`` if not SQLite."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    columns = {r[1] for r in db.execute("PRAGMA table_info(runs)")} if "runs" in tables else set()
+    return version, tables, columns
+
+
+def _check_format(path: Path, version: int, tables: set[str], columns: set[str]) -> bool:
+    """True if the store is empty (to be created); raise :class:`StoreError` if it is not ours."""
+    if not tables:
+        if version:
+            raise StoreError(f"{path} is not an ngl results database (user_version {version}, no tables)")
+        return True
+    if "runs" not in tables or not set(_COLUMNS) <= columns:
+        raise StoreError(f"{path} is not an ngl results database (no 'runs' table with ngl's columns; "
+                         f"it has: {', '.join(sorted(tables))[:200]})")
+    if version > SCHEMA_VERSION:
+        raise StoreError(f"{path} has results schema version {version}; this ngl reads versions up to "
+                         f"{SCHEMA_VERSION}: upgrade ngl to read it")
+    return False
+
+
+def _quick_check(path: Path, db: sqlite3.Connection) -> None:
+    problems = [r[0] for r in db.execute("PRAGMA quick_check(3)")]
+    if problems != ["ok"]:
+        raise StoreError(f"{path} is damaged (SQLite: {'; '.join(problems)[:300]}); restore a copy or "
+                         f"start a new --out")
+
 
 class ResultStore:
     """Runs of a benchmark in ``path`` (created with its schema if missing).
 
     ``dataset`` is the report column (:func:`~ngl.bench.grid.dataset_label`), so noise and
-    train-fraction variants are their own datasets. Only one bench should write a store at a time.
+    train-fraction variants are their own datasets. A writer (the default) holds the store's lock
+    until :meth:`close`; ``readonly=True`` opens an existing store for reading only (no lock, no
+    write of any kind).
+
+    Raises:
+        StoreError: a foreign, damaged or newer-schema file. StoreLockedError: another writer.
+        StoreWriteError: the folder cannot be written.
     """
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+    def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
+        self.path, self.readonly, self._lock = Path(path), readonly, None
+        if self.path.is_dir():
+            raise InputError(f"{self.path} is a folder; expected a results database file")
+        if not readonly:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreWriteError(f"cannot create the folder {self.path.parent}: "
+                                      f"{exc.strerror or exc}") from None
+            self._lock = _Lock(self.path.with_name(self.path.name + ".lock"), self.path)
+        try:
+            self._db = _connect(self.path, readonly=readonly)
+        except sqlite3.Error as exc:
+            self._release()
+            raise _unusable(self.path, exc) from None
         self._db.row_factory = sqlite3.Row
         try:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            self._db.close()
-            raise ValueError(f"{self.path} is not an ngl results database ({exc})") from None
+            self._open()
+        except sqlite3.Error as exc:
+            self.close()
+            raise _unusable(self.path, exc) from None
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self) -> None:
+        version, tables, columns = _inspect(self._db)
+        fresh = _check_format(self.path, version, tables, columns)
+        if not fresh:
+            _quick_check(self.path, self._db)
+        self.version = version
+        if self.readonly:
+            return
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        if fresh or version < SCHEMA_VERSION:     # create, or upgrade the unversioned format
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                for stmt in _SCHEMA.split(";"):
+                    if stmt.strip():
+                        self._db.execute(stmt)
+                self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self.version = SCHEMA_VERSION
 
     # -- writing ---------------------------------------------------------------------------
+    def _write(self, sql: str, params: Any, many: bool) -> None:
+        """The one place a statement changes the store (tests inject faults here)."""
+        (self._db.executemany if many else self._db.execute)(sql, params)
+
     def _tx(self, sql: str, params: Iterable[Any] | Iterable[Iterable[Any]], many: bool = False) -> None:
-        with self._db:                                   # BEGIN ... COMMIT (ROLLBACK on error)
-            self._db.execute("BEGIN IMMEDIATE")
-            (self._db.executemany if many else self._db.execute)(sql, params)
+        """One transaction; a failed one rolls back and is retried (:data:`WRITE_RETRIES`), then
+        :class:`StoreWriteError`. Rows committed before are never touched."""
+        if self.readonly:
+            raise InputError(f"{self.path} is open read-only")
+        params = list(params) if many else params
+        for wait in (*WRITE_RETRIES, None):
+            try:
+                with self._db:                               # BEGIN ... COMMIT (ROLLBACK on error)
+                    self._db.execute("BEGIN IMMEDIATE")
+                    self._write(sql, params, many)
+                return
+            except sqlite3.OperationalError as exc:
+                if wait is None:
+                    raise StoreWriteError(
+                        f"cannot write to {self.path} ({exc}); every run finished before this one is "
+                        f"saved: fix the disk or free space and rerun the same command to resume") from None
+                time.sleep(wait)
 
     def add(self, configs: Iterable[dict[str, Any]]) -> int:
         """Insert ``configs`` as pending runs; runs already stored (same key) are left alone.
         Returns the number of new rows."""
         now = time.time()
+        configs = [pin_config(c) for c in configs]        # an expression file: its content now
         rows = [(run_key(c), json.dumps(c, sort_keys=True), dataset_label(c), c.get("model", "?"),
                  c.get("loss", "?"), int(c.get("seed", 0)), now, now) for c in configs]
         before = self.count()
@@ -113,17 +291,32 @@ class ResultStore:
     def set_meta(self, name: str, value: Any) -> None:
         self._tx("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", (name, json.dumps(value)))
 
+    def record_sources(self, sources: dict[str, list[str]]) -> None:
+        """Merge ``{pinned loss spec: [expression files]}`` (:func:`~ngl.bench.grid.pin_grid`) into
+        the ``loss_sources`` meta entry that the report's JSON lists."""
+        merged = dict(self.meta("loss_sources", {}) or {})
+        for spec, paths in sources.items():
+            merged[spec] = list(dict.fromkeys([*merged.get(spec, []), *paths]))
+        self.set_meta("loss_sources", merged)
+
     # -- reading ---------------------------------------------------------------------------
+    def _read(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        try:
+            return self._db.execute(sql, list(params)).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot read {self.path} ({exc}); it may be damaged: restore a copy "
+                             f"or start a new --out") from None
+
     def meta(self, name: str, default: Any = None) -> Any:
-        row = self._db.execute("SELECT value FROM meta WHERE name=?", (name,)).fetchone()
-        return json.loads(row["value"]) if row else default
+        rows = self._read("SELECT value FROM meta WHERE name=?", (name,))
+        return json.loads(rows[0]["value"]) if rows else default
 
     def count(self, statuses: Iterable[str] | None = None) -> int:
         if statuses is None:
-            return self._db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+            return self._read("SELECT COUNT(*) FROM runs")[0][0]
         statuses = list(statuses)
         marks = ",".join("?" * len(statuses))
-        return self._db.execute(f"SELECT COUNT(*) FROM runs WHERE status IN ({marks})", statuses).fetchone()[0]
+        return self._read(f"SELECT COUNT(*) FROM runs WHERE status IN ({marks})", statuses)[0][0]
 
     def status_of(self, keys: Iterable[str]) -> dict[str, str]:
         keys = list(keys)
@@ -131,7 +324,8 @@ class ResultStore:
         for i in range(0, len(keys), 500):
             chunk = keys[i:i + 500]
             marks = ",".join("?" * len(chunk))
-            out.update(self._db.execute(f"SELECT key, status FROM runs WHERE key IN ({marks})", chunk).fetchall())
+            out.update((r[0], r[1]) for r in
+                       self._read(f"SELECT key, status FROM runs WHERE key IN ({marks})", chunk))
         return out
 
     def rows(self, statuses: Iterable[str] | None = None) -> list[dict[str, Any]]:
@@ -141,15 +335,35 @@ class ResultStore:
             params = list(statuses)
             sql += f" WHERE status IN ({','.join('?' * len(params))})"
         out = []
-        for row in self._db.execute(sql + " ORDER BY dataset, model, loss, seed", params):
+        for row in self._read(sql + " ORDER BY dataset, model, loss, seed", params):
             d = dict(row)
-            d["config"] = json.loads(d["config"])
-            d["history"] = json.loads(d["history"]) if d["history"] else []
+            try:
+                d["config"] = json.loads(d["config"])
+                d["history"] = json.loads(d["history"]) if d["history"] else []
+            except (TypeError, ValueError, RecursionError):
+                raise StoreError(f"{self.path}: run {d['key']} holds malformed JSON; restore a copy "
+                                 f"or start a new --out") from None
             out.append(d)
         return out
 
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
     def close(self) -> None:
-        self._db.close()
+        """Close the database and drop the writer's lock; idempotent. A writer leaves the file in
+        rollback-journal mode, one self-contained file that a reader opens without creating any."""
+        db = getattr(self, "_db", None)
+        if db is not None:
+            if not self.readonly and getattr(self, "version", None) is not None:
+                try:
+                    db.execute("PRAGMA journal_mode=DELETE")
+                except sqlite3.Error:                 # busy or read-only: stays WAL, still valid
+                    pass
+            db.close()
+            self._db = None
+        self._release()
 
     def __enter__(self) -> "ResultStore":
         return self
@@ -158,9 +372,9 @@ class ResultStore:
         self.close()
 
 
-def open_readonly(path: str | Path) -> ResultStore:
-    """Open an existing store (``FileNotFoundError`` naming it if missing)."""
+def open_readonly(path: str | os.PathLike[str]) -> ResultStore:
+    """Open an existing store for reading only (SQLite ``mode=ro``: nothing is created or written,
+    read-only storage works); :class:`~ngl.errors.MissingFileError` naming it if missing."""
     if not Path(path).is_file():
-        raise FileNotFoundError(f"no results database at {path} (run 'ngl bench --out DIR' first)")
-    return ResultStore(path)
-
+        raise MissingFileError(f"no results database at {path} (run 'ngl bench --out DIR' first)")
+    return ResultStore(path, readonly=True)

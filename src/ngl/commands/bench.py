@@ -1,98 +1,114 @@
-"""``ngl bench``: run the evaluation protocol's grid (datasets x models x losses x seeds) through the
-training harness into a resumable SQLite database, then print the report."""
+"""``ngl bench``: run a grid of training runs (the paper's protocol: datasets x models x losses x
+seeds) through the training harness into a resumable SQLite database, then print the report.
+
+Configuration comes in layers (:mod:`ngl.config`): the ``--preset``, then the ``--config`` file,
+then the flags, each replacing what it names. The grid's flags are generated from
+:class:`ngl.bench.Grid`, the others from :class:`RunSettings`, :class:`Execution` and
+:class:`Output`. Naming ``--datasets`` (flag or file) also drops the preset's dataset variants
+(label noise, train fraction) unless those are named too, so a grid is what its flags say.
+"""
 from __future__ import annotations
 
 import argparse
 import json
 import os
 import sys
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-__all__ = ["register", "run", "add_arguments", "grid_from_args", "validate_grid", "run_bench"]
+from ..config import add_config_arguments, opt
+from ..errors import InputError
+
+__all__ = ["register", "run", "add_arguments", "grid_from_args", "validate_grid", "run_bench", "layers",
+           "RunSettings", "Execution", "Output"]
+
+_TRAIN, _EXEC, _OUT = "training (every run)", "execution", "output"
+_AXES = ("datasets", "label_noise", "train_fraction", "models", "losses", "seeds")
 
 
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(t) for t in text.split(",") if t.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+def _executor_names() -> list[str]:
+    from ..executors import EXECUTORS
+    return list(EXECUTORS)
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(t) for t in text.split(",") if t.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+@dataclass
+class RunSettings:
+    """TrainConfig fields set for every run from the command line (``None``: the preset's, then
+    ``TrainConfig``'s own default); any other field goes through ``--set KEY=VALUE``."""
+
+    epochs: int | None = opt(None, "epochs per run (default: the preset's)", group=_TRAIN)
+    batch_size: int | None = opt(None, "batch size (default: the preset's)", group=_TRAIN)
+    lr: float | None = opt(None, "Adam learning rate (default: the preset's)", group=_TRAIN)
+    max_steps: int | None = opt(None, "stop each run after this many optimizer steps", group=_TRAIN)
+    device: str | None = opt(None, "where runs train (default: auto, CUDA when present)", group=_TRAIN,
+                             choices=lambda: ["auto", "cpu", "cuda"])
+    data_dir: str | None = opt(None, "where dataset files are (default: $NGL_DATA_DIR or ./data)",
+                               group=_TRAIN)
 
 
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(t.strip() for t in text.split(",") if t.strip())
+@dataclass
+class Execution:
+    """Where and how the runs execute (not part of a run's key)."""
+
+    executor: str | None = opt(None, "inline: this process; process: a local pool of --workers; ray: "
+                               "RAY_ADDRESS or a local Ray instance (default: process if --workers > 1, "
+                               "else inline)", group=_EXEC, choices=_executor_names)
+    workers: int = opt(min(2, os.cpu_count() or 1), "parallel runs, >= 1", group=_EXEC)
+    threads: int = opt(1, "torch threads per run, >= 1", group=_EXEC)
+    timeout: float | None = opt(None, "seconds per run before it is killed and recorded as failed",
+                                group=_EXEC)
+    ray_address: str | None = opt(None, "Ray cluster address (default: RAY_ADDRESS or a local "
+                                  "instance)", group=_EXEC)
+    retry_failed: bool = opt(False, "rerun runs recorded as failed", group=_EXEC)
+
+
+@dataclass
+class Output:
+    """Where results go and what is printed."""
+
+    out: str = opt("runs/bench", "folder: results.sqlite (the runs; rerun the same command to "
+                   "resume), grid.json, report/", group=_OUT)
+    dry_run: bool = opt(False, "print the grid's runs and exit", group=_OUT)
+    report: bool = opt(True, "write and print the report at the end", group=_OUT)
+    plots: bool = opt(True, "PNG figures in the report", group=_OUT)
+    published: bool = opt(False, "print the published table (arXiv 2404.12948) beside ours where "
+                          "datasets match", group=_OUT)
+    quiet: bool = opt(False, "no progress bar or per-run lines", group=_OUT)
 
 
 def _setting(text: str) -> tuple[str, Any]:
     key, sep, value = text.partition("=")
-    if not sep or not key:
+    if not sep or not key.strip():
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE (a TrainConfig field), got {text!r}")
     try:
         return key.strip(), json.loads(value)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return key.strip(), value
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The grid, execution and output flags (shared with ``ngl demo``)."""
-    from ..bench import PRESETS
-    from ..executors import EXECUTORS
+    """The grid, training, execution and output flags (shared with ``ngl demo``)."""
+    from ..bench import PRESETS, Grid
+    from ..bench.grid import GRID_GROUP
 
-    g = p.add_argument_group("grid (flags override the preset)")
+    groups: dict[str, Any] = {}
+    g = groups[GRID_GROUP] = p.add_argument_group(GRID_GROUP)
     g.add_argument("--preset", choices=sorted(PRESETS), default="default",
-                   help="default: digits and digits with 20%% label noise x cnn_small x every registered "
-                        "loss x 5 seeds (under 10 min on 2 CPU cores); paper: the published grid (7 "
-                        "datasets, resnet50 + inception_v3, 200 epochs; needs the data and GPUs); smoke: "
-                        "seconds")
-    g.add_argument("--datasets", type=_names, help="comma-separated ngl.data names, folder:PATH or npz:PATH")
-    g.add_argument("--models", type=_names, help="comma-separated ngl.models names")
-    g.add_argument("--losses", type=_names,
-                   help="comma-separated registry names, *.json expression files or expr:<infix> "
-                        "(default: every registered loss; include ce, the baseline)")
-    g.add_argument("--seeds", type=_ints, help="comma-separated seeds, e.g. 0,1,2,3,4")
-    g.add_argument("--label-noise", type=_floats,
-                   help="comma-separated training label-noise fractions; each is a dataset variant")
-    g.add_argument("--train-fraction", type=_floats,
-                   help="comma-separated training-set fractions; each is a dataset variant")
-    t = p.add_argument_group("training (every run)")
-    t.add_argument("--epochs", type=int, help="epochs per run (preset default)")
-    t.add_argument("--batch-size", type=int, help="batch size")
-    t.add_argument("--lr", type=float, help="Adam learning rate")
-    t.add_argument("--max-steps", type=int, help="stop each run after this many optimizer steps")
-    t.add_argument("--device", help="auto | cpu | cuda")
-    t.add_argument("--data-dir", help="where dataset files are (default: $NGL_DATA_DIR or ./data)")
-    t.add_argument("--set", dest="settings", type=_setting, action="append", default=[], metavar="KEY=VALUE",
-                   help="any other TrainConfig field (JSON value), repeatable, e.g. --set val_fraction=0.2")
-    t.add_argument("--config", help="JSON file of grid fields (datasets, models, losses, seeds, "
-                                    "label_noise, train_fraction, base: {TrainConfig fields}); flags override")
-    x = p.add_argument_group("execution")
-    x.add_argument("--executor", choices=list(EXECUTORS), default=None,
-                   help="inline: this process; process: local pool of --workers; ray: RAY_ADDRESS or a "
-                        "local Ray instance (default: process if --workers > 1, else inline)")
-    x.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
-                   help="parallel runs")
-    x.add_argument("--threads", type=int, default=1, help="torch threads per run")
-    x.add_argument("--timeout", type=float, default=None, help="seconds per run before it is killed "
-                                                               "and recorded as failed")
-    x.add_argument("--ray-address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")
-    x.add_argument("--retry-failed", action="store_true", help="rerun runs recorded as failed")
-    o = p.add_argument_group("output")
-    o.add_argument("--out", default="runs/bench",
-                   help="directory: results.sqlite (the runs; rerun the same command to resume), "
-                        "grid.json, report/")
-    o.add_argument("--dry-run", action="store_true", help="print the grid's runs and exit")
-    o.add_argument("--no-report", action="store_true", help="do not write or print the report")
-    o.add_argument("--no-plots", action="store_true", help="report without PNG figures")
-    o.add_argument("--published", action="store_true",
-                   help="print the published table (arXiv 2404.12948) beside ours where datasets match")
-    o.add_argument("--quiet", action="store_true", help="no progress bar or per-run lines")
+                   help="default: digits and digits with 20%% label noise x cnn_small x every "
+                        "registered loss x 5 seeds (under 10 min on 2 CPU cores); paper: the published "
+                        "grid (7 datasets, resnet50 + inception_v3, 200 epochs; needs the data and "
+                        "GPUs); smoke: seconds (default: default)")
+    g.add_argument("--config", help="JSON file of grid fields (datasets, models, losses, seeds, "
+                                    "label_noise, train_fraction, base: {TrainConfig fields}); it "
+                                    "replaces what it names of the preset, flags replace it")
+    add_config_arguments(p, Grid, groups=groups)
+    add_config_arguments(p, RunSettings, groups=groups)
+    groups[_TRAIN].add_argument(
+        "--set", dest="settings", type=_setting, action="append", default=[], metavar="KEY=VALUE",
+        help="any other TrainConfig field (JSON value), repeatable, e.g. --set val_fraction=0.2")
+    add_config_arguments(p, Execution, groups=groups)
+    add_config_arguments(p, Output, groups=groups)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -100,95 +116,186 @@ def register(sub: argparse._SubParsersAction) -> None:
         "bench", help="run the evaluation protocol: datasets x models x losses x seeds",
         description="Run a grid of training runs (the paper's protocol: every loss vs CE over seeds "
                     "and models) into OUT/results.sqlite, one row per run. Killed and run again with "
-                    "the same flags, it skips finished runs and reruns interrupted ones. Failed and "
-                    "diverged runs are recorded with their error and listed in the report, which is "
-                    "written to OUT/report and printed at the end ('ngl report OUT' redoes it).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                    "the same flags, it skips finished runs and reruns interrupted ones; one bench "
+                    "at a time per OUT (a second one is refused). Failed and diverged runs are "
+                    "recorded with their error and listed in the report, which is written to "
+                    "OUT/report and printed at the end ('ngl report OUT' redoes it).")
     add_arguments(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, parser=p, layers=layers)
+
+
+# -- configuration layers -------------------------------------------------------------------------
+def _read_config(path: str) -> dict[str, Any]:
+    """The ``--config`` file as checked grid fields (unknown keys, wrong types: one line)."""
+    from ..bench import Grid
+    from ..config import from_mapping
+    from ..fileio import read_json_object
+
+    doc = read_json_object(path, what="grid config")
+    grid = from_mapping(Grid, doc, what=f"grid config {path}")   # checks keys and types
+    return {k: getattr(grid, k) for k in doc}
+
+
+def _as_layer(fields_: dict[str, Any], settings: list) -> dict[str, Any]:
+    """Grid fields (with ``base``) as parser defaults: axes, RunSettings flags, ``--set`` pairs."""
+    flags = {f.name for f in fields(RunSettings)}
+    layer = {k: list(v) for k, v in fields_.items() if k in _AXES}
+    for key, value in (fields_.get("base") or {}).items():
+        if key in flags:
+            layer[key] = value
+        else:
+            settings = [*settings, (key, value)]
+    return {**layer, "settings": settings}
+
+
+def layers(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """``[preset, --config file]`` as defaults for the parser (flag > file > preset > default).
+
+    When the file or a flag names ``datasets`` and neither names a variant axis (``label_noise``,
+    ``train_fraction``), the preset's variants are dropped with its datasets."""
+    from ..bench import PRESETS
+
+    preset = PRESETS[args.preset]
+    file_fields = _read_config(args.config) if args.config else {}
+    named = set(getattr(args, "given", set())) | set(file_fields)
+    preset_fields = {k: getattr(preset, k) for k in (*_AXES, "base")}
+    if "datasets" in named:
+        for axis in ("label_noise", "train_fraction"):
+            if axis not in named:
+                preset_fields.pop(axis)
+    preset_layer = _as_layer(preset_fields, [])
+    file_layer = _as_layer(file_fields, preset_layer["settings"]) if file_fields else {}
+    return [preset_layer, file_layer]
 
 
 def grid_from_args(args: argparse.Namespace) -> Any:
-    """The preset, then the --config file, then the flags."""
-    from ..bench import PRESETS, Grid
-    from ..fileio import read_json_object
+    """The :class:`~ngl.bench.Grid` of parsed (and layered) arguments."""
+    from ..bench import Grid
 
-    grid = PRESETS[args.preset]
-    if args.config:
-        path = Path(args.config)
-        doc = read_json_object(path, what="grid config")
-        known = set(Grid.__dataclass_fields__)
-        if set(doc) - known:
-            raise ValueError(f"grid config {path}: expected an object with keys among {sorted(known)}")
-        doc = {k: (tuple(v) if isinstance(v, list) else v) for k, v in doc.items()}
-        grid = grid.replace(**{k: v for k, v in doc.items() if k != "base"},
-                            base={**grid.base, **doc.get("base", {})})
-    base = dict(grid.base)
-    for flag, key in (("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr"),
-                      ("max_steps", "max_steps"), ("device", "device"), ("data_dir", "data_dir")):
-        if getattr(args, flag) is not None:
-            base[key] = getattr(args, flag)
+    base = {f.name: getattr(args, f.name) for f in fields(RunSettings) if getattr(args, f.name) is not None}
     base.update(dict(args.settings))
     base["threads"] = args.threads
-    return grid.replace(datasets=args.datasets, models=args.models, losses=args.losses, seeds=args.seeds,
-                        label_noise=args.label_noise, train_fraction=args.train_fraction, base=base)
+    return Grid(**{k: tuple(getattr(args, k)) for k in _AXES}, base=base)
+
+
+def _inherited(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """Axes taken from the preset, and axes reset to the clean variant because ``datasets`` was
+    named (neither named by a flag nor by --config)."""
+    named = set(getattr(args, "given", set())) | (set(_read_config(args.config)) if args.config else set())
+    reset = [a for a in ("label_noise", "train_fraction") if "datasets" in named and a not in named]
+    return [a for a in _AXES if a not in named and a not in reset], reset
+
+
+def describe_grid(grid: Any, args: argparse.Namespace, runs: int) -> str:
+    """``grid: datasets x variants x models x losses x seeds = 1 x 1 x 1 x 2 x 2 = 4 runs``, and
+    which axes came from the preset (named neither by a flag nor by --config)."""
+    from ..bench import AXES, grid_shape
+
+    shape = grid_shape(grid)
+    text = (f"grid: {' x '.join(AXES)} = {' x '.join(str(shape[a]) for a in AXES)} = "
+            f"{runs} run{'s' if runs != 1 else ''}")
+    if runs != _product(shape):
+        text += " (duplicate runs dropped)"
+    inherited, reset = _inherited(args)
+    if inherited:
+        text += f"; from preset {args.preset!r}: " + ", ".join(
+            f"{a} {','.join(map(str, getattr(grid, a))) or 'all registered'}" for a in inherited)
+    if reset:
+        text += "; clean data only (the preset's variants go with its datasets; name --label-noise " \
+                "or --train-fraction to add some)"
+    return text
+
+
+def _product(shape: dict[str, int]) -> int:
+    n = 1
+    for v in shape.values():
+        n *= v
+    return n
+
+
+# -- validation -----------------------------------------------------------------------------------
+def _check_execution(args: argparse.Namespace) -> None:
+    import math
+
+    if args.workers < 1:
+        raise InputError(f"--workers must be >= 1, got {args.workers}")
+    if args.threads < 1:
+        raise InputError(f"--threads must be >= 1, got {args.threads}")
+    if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise InputError(f"--timeout must be a number of seconds > 0, got {args.timeout}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; expected a folder (it will hold results.sqlite)")
+    if args.executor == "ray":
+        from ..errors import require_extra
+        require_extra("ray", "ray", what="--executor ray")
 
 
 def validate_grid(configs: list[dict]) -> None:
-    """Fail fast, before any run, on names the registries do not know."""
-    from ..losses import get_loss
-    from ..models import list_models
+    """Fail before the first run on anything a run would fail on at once: every TrainConfig
+    (typed, then ``validate()``), model and dataset names, and every loss with its kwargs."""
+    from ..bench.checks import check_losses, check_names, check_train_configs
 
-    try:
-        from ..data import list_datasets
-        datasets = set(list_datasets())
-    except ImportError:  # pragma: no cover
-        datasets = None
-    for name in sorted({c["model"] for c in configs}):
-        if name not in list_models():
-            raise ValueError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
-    for name in sorted({c["dataset"] for c in configs}):
-        if datasets is not None and name not in datasets and not name.startswith(("folder:", "npz:")):
-            raise ValueError(f"unknown dataset {name!r}; registered: {', '.join(sorted(datasets))} "
-                             "(or folder:PATH, npz:PATH)")
-    for c in configs:
-        get_loss(c["loss"], **(c.get("loss_kwargs") or {}))
+    check_train_configs(configs)
+    check_names(configs)
+    check_losses(configs)
 
 
+# -- running --------------------------------------------------------------------------------------
 def run_bench(args: argparse.Namespace, *, title: str = "ngl benchmark report") -> int:
-    from ..bench import ResultStore, expand, resolve_config, run_grid, run_key
-    from ..executors import make_executor
-    from ..report import write_report
-    from ..fileio import write_text_atomic as write_atomic
+    from ..bench import expand, pin_grid, resolve_config, run_key
 
-    grid = grid_from_args(args)
+    _check_execution(args)
+    grid, sources = pin_grid(grid_from_args(args))
     configs = expand(grid, resolve=resolve_config)
     validate_grid(configs)
-    out = Path(args.out)
+    print(describe_grid(grid, args, len(configs)), file=sys.stderr)
     if args.dry_run:
         for c in configs:
             print(run_key(c), json.dumps({k: c[k] for k in ("dataset", "model", "loss", "seed",
                                                             "label_noise", "train_fraction", "epochs")}))
         print(f"{len(configs)} runs")
         return 0
-    write_atomic(out / "grid.json", json.dumps({"grid": {**grid.__dict__}, "runs": len(configs)},
-                                               indent=2, default=list) + "\n")
+    return _execute(args, grid, configs, sources, title)
+
+
+def _save(path: Path, text: str) -> None:
+    from ..bench import StoreWriteError
+    from ..fileio import write_text_atomic
+
+    try:
+        write_text_atomic(path, text)
+    except OSError as exc:
+        raise StoreWriteError(f"cannot write {path} ({exc.strerror or exc}); free space or give "
+                              f"--out a folder you can write") from None
+
+
+def _execute(args: argparse.Namespace, grid: Any, configs: list[dict], sources: dict,
+             title: str) -> int:
+    from ..bench import ResultStore, run_grid, run_key
+    from ..executors import make_executor
+    from ..report import write_report
+
+    out = Path(args.out)
     kind = args.executor or ("process" if args.workers > 1 else "inline")
-    print(f"ngl bench: {len(configs)} runs ({kind} executor, {args.workers} worker(s)) -> "
-          f"{out / 'results.sqlite'}", file=sys.stderr)
-    with ResultStore(out / "results.sqlite") as store, \
-            make_executor(kind, workers=args.workers, timeout=args.timeout, threads=args.threads,
-                          ray_address=args.ray_address) as executor:
+    with ResultStore(out / "results.sqlite") as store:           # takes the store's lock first
+        _save(out / "grid.json", json.dumps({"grid": {**grid.__dict__}, "runs": len(configs),
+                                                         "sources": sources}, indent=2, default=list) + "\n")
+        print(f"ngl bench: {len(configs)} runs ({kind} executor, {args.workers} worker(s)) -> "
+              f"{out / 'results.sqlite'}", file=sys.stderr)
         store.set_meta("last_grid", [run_key(c) for c in configs])
-        summary = run_grid(configs, store, executor=executor, retry_failed=args.retry_failed,
-                           progress=not args.quiet, echo=(lambda _: None) if args.quiet else None)
+        store.record_sources(sources)
+        with make_executor(kind, workers=args.workers, timeout=args.timeout, threads=args.threads,
+                           ray_address=args.ray_address) as executor:
+            summary = run_grid(configs, store, executor=executor, retry_failed=args.retry_failed,
+                               progress=not args.quiet, echo=(lambda _: None) if args.quiet else None)
     counts = ", ".join(f"{v} {k}" for k, v in sorted(summary["counts"].items())) or "nothing to run"
     print(f"ngl bench: {summary['ran']} run(s) in {summary['wall_time']:.1f}s ({counts}); "
           f"{summary['skipped']} already finished", file=sys.stderr)
-    write_atomic(out / "bench_summary.json", json.dumps(summary, indent=2) + "\n")
-    if not args.no_report:
-        rep = write_report(out / "results.sqlite", out / "report", plots=not args.no_plots,
-                           published=getattr(args, "published", False), title=title)
+    _save(out / "bench_summary.json", json.dumps(summary, indent=2) + "\n")
+    if args.report:
+        rep = write_report(out / "results.sqlite", out / "report", plots=args.plots,
+                           published=args.published, title=title)
         print(rep["markdown"])
         print(f"report: {', '.join(rep['files'].values())}", file=sys.stderr)
     return 0

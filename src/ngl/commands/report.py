@@ -2,10 +2,15 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
+import tempfile
 from pathlib import Path
 
-__all__ = ["register", "run", "resolve_db"]
+from ..errors import InputError
+
+__all__ = ["register", "run", "resolve_db", "check_writable"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -13,16 +18,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         "report", help="the paper's table (and more) from a bench's results",
         description="Read a results database written by 'ngl bench' and write report.md, report.csv, "
                     "report.json and PNG figures (deltas vs CE, learning curves, loss shapes): CE's "
-                    "test accuracy in %%, every other loss in percentage points vs CE per dataset "
+                    "test accuracy in %, every other loss in percentage points vs CE per dataset "
                     "(mean over seeds and models), a Mean column, the better/same/worse verdict "
-                    "(+-band, inclusive), seed spread, a paired t-test with 95%% CI per cell, missing "
-                    "cells and failed or diverged runs. The Markdown is printed too.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                    "(+-band, inclusive), seed spread, a paired t-test with 95% CI per cell, missing "
+                    "cells and failed or diverged runs. The Markdown is printed too. The database is "
+                    "opened read-only, so a store on read-only storage reports (give --out elsewhere).")
     p.add_argument("source", nargs="?", default="runs/bench",
                    help="a bench output directory (with results.sqlite) or the .sqlite file itself")
-    p.add_argument("--out", default=None, help="output directory (default: SOURCE/report)")
-    p.add_argument("--baseline", default="ce", help="the loss every other loss is compared to")
-    p.add_argument("--band", type=float, default=0.5, help="half-width of the 'same' band in pp")
+    p.add_argument("--out", default=None,
+                   help="output directory (default: the report folder next to the database)")
+    p.add_argument("--baseline", default="ce", help="the loss every other loss is compared to (default: ce)")
+    p.add_argument("--band", type=float, default=0.5,
+                   help="half-width of the 'same' band in pp, >= 0 (default: 0.5)")
     p.add_argument("--published", action="store_true",
                    help="also print the published table (arXiv 2404.12948) beside ours where datasets match")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
@@ -35,13 +42,29 @@ def resolve_db(source: str | Path) -> Path:
     return path / "results.sqlite" if path.is_dir() else path
 
 
+def check_writable(folder: Path, *, flag: str = "--out") -> None:
+    """Create ``folder`` and a temp file in it, or a one-line :class:`InputError` saying so."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".ngl-write-check.")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise InputError(f"cannot write to {folder} ({exc.strerror or exc}); give {flag} a folder "
+                         f"you can write") from None
+
+
 def run(args: argparse.Namespace) -> int:
     from ..report import write_report
 
-    if args.band < 0:
-        raise ValueError(f"--band must be >= 0, got {args.band}")
+    if not (math.isfinite(args.band) and args.band >= 0):
+        raise InputError(f"--band must be a number >= 0 (pp), got {args.band}")
     db = resolve_db(args.source)
     out = Path(args.out) if args.out else db.parent / "report"
+    from ..bench.store import open_readonly
+
+    open_readonly(db).close()                 # a bad store is the first error, before any folder
+    check_writable(out)
     rep = write_report(db, out, baseline=args.baseline, band=args.band, plots=not args.no_plots,
                        published=args.published)
     if args.baseline not in rep["summary"]["losses"]:

@@ -9,26 +9,11 @@ from typing import Any
 
 import numpy as np
 
+from ..fileio import pyplot as _plt, save_figure
 from .render import loss_label
 from .tables import loss_order
 
 __all__ = ["plot_deltas", "plot_learning_curves", "plot_loss_shapes"]
-
-
-def _plt() -> Any:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
-def _save(fig: Any, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    tmp.replace(path)
-    _plt().close(fig)
-    return path
 
 
 def plot_deltas(summary: dict[str, Any], path: str | Path) -> Path:
@@ -54,7 +39,7 @@ def plot_deltas(summary: dict[str, Any], path: str | Path) -> Path:
     ax.set_ylabel(f"test accuracy vs {loss_label(summary['baseline'])} (pp)")
     ax.set_title("Accuracy difference to the baseline (mean over seeds and models; bars: 95% CI)")
     ax.legend(fontsize=8, ncol=2)
-    return _save(fig, Path(path))
+    return save_figure(fig, path, dpi=120)
 
 
 def plot_learning_curves(rows: list[dict[str, Any]], path: str | Path, *, metric: str = "val_accuracy") -> Path:
@@ -81,12 +66,20 @@ def plot_learning_curves(rows: list[dict[str, Any]], path: str | Path, *, metric
         ax.grid(alpha=0.3)
         if curves.get(d):
             ax.legend(fontsize=7)
-    return _save(fig, Path(path))
+    return save_figure(fig, path, dpi=120)
+
+
+def _plot_shape(axes: Any, p: np.ndarray, expression: Any, label: str) -> None:
+    from ..expr import evaluate
+
+    for ax, y in zip(axes, (1.0, 0.0)):
+        vals = np.broadcast_to(np.asarray(evaluate(expression, p, np.full_like(p, y), namespace="numpy"),
+                                          dtype=float), p.shape)
+        ax.plot(p, vals, label=label)
 
 
 def plot_loss_shapes(path: str | Path, *, losses: list[str] | None = None) -> Path:
     """Each registered loss's per-class expression vs p in (0, 1), for y=1 (left) and y=0 (right)."""
-    from ..expr import evaluate
     from ..losses import get_loss_info, list_losses
 
     plt = _plt()
@@ -98,10 +91,7 @@ def plot_loss_shapes(path: str | Path, *, losses: list[str] | None = None) -> Pa
         if info.expression is None:
             skipped.append(info.label)
             continue
-        for ax, y in zip(axes, (1.0, 0.0)):
-            vals = np.broadcast_to(np.asarray(evaluate(info.expression, p, np.full_like(p, y),
-                                                       namespace="numpy"), dtype=float), p.shape)
-            ax.plot(p, vals, label=info.label)
+        _plot_shape(axes, p, info.expression, info.label)
     for ax, y in zip(axes, (1, 0)):
         ax.set_title(f"y = {y}" + (" (true class)" if y else " (other classes)"))
         ax.set_xlabel("predicted probability p")
@@ -111,4 +101,4 @@ def plot_loss_shapes(path: str | Path, *, losses: list[str] | None = None) -> Pa
     axes[0].legend(fontsize=8)
     if skipped:
         fig.text(0.5, -0.02, f"no closed per-class expression: {', '.join(skipped)}", ha="center", fontsize=8)
-    return _save(fig, Path(path))
+    return save_figure(fig, path, dpi=120)

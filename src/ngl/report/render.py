@@ -4,14 +4,33 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 from typing import Any
-
-from ..losses import loss_label
 
 __all__ = ["loss_label", "to_markdown", "to_csv", "to_json", "CSV_FIELDS"]
 
 CSV_FIELDS = ["loss", "label", "dataset", "n", "expected", "mean_accuracy", "seed_std", "delta_pp",
-              "verdict", "p_value", "ci_low", "ci_high"]
+              "verdict", "p_value", "p_holm", "significant", "ci_low", "ci_high"]
+
+
+def loss_label(spec: str) -> str:
+    """How a report names a loss: the paper's label of a registered loss (``f5 (NGL)``), the infix
+    of an expression loss (``expr:<infix>``, as bench stores a found loss; its file is listed in
+    the JSON's ``sources``), and the file name of a loss stored by path (stores written before
+    losses were pinned to their content).
+
+    >>> loss_label("expr:exp(2 - p) - y")
+    'exp(2 - p) - y'
+    >>> loss_label("runs/search/hall_of_fame/00.json")
+    '00.json'
+    """
+    from ..losses import list_losses, loss_label as registered_label
+
+    if spec in list_losses():
+        return registered_label(spec)
+    if spec.startswith("expr:"):
+        return spec[5:]
+    return Path(spec).name if spec.endswith(".json") or "/" in spec else spec
 
 
 def _pp(v: float | None, signed: bool = True) -> str:
@@ -25,59 +44,80 @@ def _num(v: float | None, fmt: str = ".3g") -> str:
     return "n/a" if v is None else format(v, fmt)
 
 
-def to_markdown(summary: dict[str, Any], *, title: str = "ngl benchmark report") -> str:
-    """The paper's table (CE absolute %, others pp vs CE, Mean, verdict) and the detail tables."""
+def _n_tests(summary: dict[str, Any]) -> int:
+    return sum(1 for by_ds in summary["cells"].values() for c in by_ds.values()
+               if (c.get("test") or {}).get("p_holm") is not None)
+
+
+def _headline(summary: dict[str, Any]) -> list[str]:
+    """The paper's table: the baseline in %, every other loss in pp vs it, * where significant."""
     ds, base, band = summary["datasets"], summary["baseline"], summary["band"]
-    runs = summary["runs"]
-    out = [f"# {title}", "",
-           f"Runs: {runs['total']} ({runs['ok']} ok, {runs['failed']} failed, {runs['diverged']} "
-           f"diverged, {runs['unfinished']} unfinished).", "",
-           f"## Test accuracy: {loss_label(base)} in %, every other loss in percentage points vs "
+    out = [f"## Test accuracy: {loss_label(base)} in %, every other loss in percentage points vs "
            f"{loss_label(base)}", "",
            "| Loss | " + " | ".join(ds) + " | Mean | Verdict |",
            "| :--- | " + " | ".join("---:" for _ in ds) + " | ---: | :---: |"]
     for loss in summary["losses"]:
-        cells = summary["cells"][loss]
-        m = summary["mean"][loss]
+        cells, m = summary["cells"][loss], summary["mean"][loss]
         if loss == base:
             vals = [_pp(cells[d]["mean"], signed=False) for d in ds]
-            out.append(f"| {loss_label(loss)} | " + " | ".join(vals) +
-                       f" | {_pp(m['value'], signed=False)} | baseline |")
+            tail = f" | {_pp(m['value'], signed=False)} | baseline |"
         else:
-            vals = [_pp(cells[d]["delta"]) for d in ds]
-            out.append(f"| {loss_label(loss)} | " + " | ".join(vals) +
-                       f" | {_pp(m['value'])} | {m['verdict'] or 'n/a'} |")
-    out += ["", f"Averaged over seeds and models. Verdict: above +{band:g} pp better, below -{band:g} "
-                f"worse, within [-{band:g}, +{band:g}] (inclusive) same as {loss_label(base)}. The "
-                "Mean column averages the datasets a loss has results for.", "",
-            "## Per cell: seed spread and paired t-test vs the baseline", "",
-            "| Loss | Dataset | Runs | Accuracy % | Seed SD | Delta pp | 95% CI | p | Verdict |",
-            "| :--- | :--- | ---: | ---: | ---: | ---: | :---: | ---: | :---: |"]
+            vals = [_pp(cells[d]["delta"]) + ("*" if cells[d].get("significant") else "") for d in ds]
+            tail = f" | {_pp(m['value'])} | {m['verdict'] or 'n/a'} |"
+        out.append(f"| {loss_label(loss)} | " + " | ".join(vals) + tail)
+    return out + [
+        "", f"Averaged over seeds and models. Verdict: above +{band:g} pp better, below -{band:g} "
+            f"worse, within [-{band:g}, +{band:g}] (inclusive) same as {loss_label(base)}. The "
+            "Mean column averages the datasets a loss has results for.",
+        f"\\* the paired t-test vs {loss_label(base)} is significant after Holm's correction across "
+        f"the table's {_n_tests(summary)} tests (corrected p < {summary.get('significance', 0.05):g})."]
+
+
+def _per_cell(summary: dict[str, Any]) -> list[str]:
+    base = summary["baseline"]
+    out = ["## Per cell: seed spread and paired t-test vs the baseline", "",
+           "| Loss | Dataset | Runs | Accuracy % | Seed SD | Delta pp | 95% CI | p | p (Holm) | Verdict |",
+           "| :--- | :--- | ---: | ---: | ---: | ---: | :---: | ---: | ---: | :---: |"]
     for loss in summary["losses"]:
-        for d in ds:
+        for d in summary["datasets"]:
             c = summary["cells"][loss][d]
             t = c["test"] or {}
             ci = (f"[{_pp(t['ci_low'])}, {_pp(t['ci_high'])}]" if t.get("ci_low") is not None else "n/a")
+            delta, ci = (_pp(c["delta"]), ci) if loss != base else ("-", "-")
             out.append(f"| {loss_label(loss)} | {d} | {c['n']}/{c['expected']} | "
-                       f"{_pp(c['mean'], signed=False)} | {_pp(c['std'], signed=False)} | "
-                       f"{_pp(c['delta']) if loss != base else '-'} | {ci if loss != base else '-'} | "
-                       f"{_num(t.get('p_value'))} | {c['verdict'] or ('-' if loss == base else 'n/a')} |")
-    out += ["", "Seed SD: standard deviation over seeds (mean over models). Paired t-test over "
-                "(model, seed) pairs that both losses finished; p < 0.05 is a significant difference."]
-    out += ["", "## Missing runs", ""]
+                       f"{_pp(c['mean'], signed=False)} | {_pp(c['std'], signed=False)} | {delta} | "
+                       f"{ci} | {_num(t.get('p_value'))} | {_num(t.get('p_holm'))} | "
+                       f"{c['verdict'] or ('-' if loss == base else 'n/a')} |")
+    return out + ["", "Seed SD: standard deviation over seeds (mean over models). Paired t-test over "
+                      "(model, seed) pairs that both losses finished; p (Holm): corrected for the "
+                      "number of cells tested; below 0.05 is a significant difference."]
+
+
+def _problems(summary: dict[str, Any]) -> list[str]:
+    out = ["## Missing runs", ""]
     if summary["missing"]:
-        out += [f"- {m['loss']} on {m['dataset']}: {m['runs_missing']} of {m['of']} without a result "
-                f"({', '.join(m['which'][:6])}{', ...' if len(m['which']) > 6 else ''})"
+        out += [f"- {loss_label(m['loss'])} on {m['dataset']}: {m['runs_missing']} of {m['of']} "
+                f"without a result ({', '.join(m['which'][:6])}{', ...' if len(m['which']) > 6 else ''})"
                 for m in summary["missing"]]
     else:
         out.append("None: every cell has all its runs.")
     out += ["", "## Failed and diverged runs", ""]
     if summary["failed"]:
         out += ["| Dataset | Model | Loss | Seed | Status | Error |", "| --- | --- | --- | ---: | --- | --- |"]
-        out += [f"| {f['dataset']} | {f['model']} | {f['loss']} | {f['seed']} | {f['status']} | "
-                f"{(f['error'] or '').replace('|', '/')} |" for f in summary["failed"]]
+        out += [f"| {f['dataset']} | {f['model']} | {loss_label(f['loss'])} | {f['seed']} | "
+                f"{f['status']} | {(f['error'] or '').replace('|', '/')} |" for f in summary["failed"]]
     else:
         out.append("None.")
+    return out
+
+
+def to_markdown(summary: dict[str, Any], *, title: str = "ngl benchmark report") -> str:
+    """The paper's table (CE absolute %, others pp vs CE, Mean, verdict) and the detail tables."""
+    runs = summary["runs"]
+    out = [f"# {title}", "",
+           f"Runs: {runs['total']} ({runs['ok']} ok, {runs['failed']} failed, {runs['diverged']} "
+           f"diverged, {runs['unfinished']} unfinished).", ""]
+    out += _headline(summary) + [""] + _per_cell(summary) + [""] + _problems(summary)
     return "\n".join(out) + "\n"
 
 
@@ -93,6 +133,7 @@ def to_csv(summary: dict[str, Any]) -> str:
             w.writerow({"loss": loss, "label": loss_label(loss), "dataset": d, "n": c["n"],
                         "expected": c["expected"], "mean_accuracy": c["mean"], "seed_std": c["std"],
                         "delta_pp": c["delta"], "verdict": c["verdict"], "p_value": t.get("p_value"),
+                        "p_holm": t.get("p_holm"), "significant": c.get("significant"),
                         "ci_low": t.get("ci_low"), "ci_high": t.get("ci_high")})
         m = summary["mean"][loss]
         is_base = loss == summary["baseline"]
