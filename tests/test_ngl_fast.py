@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ngl.losses import _native, ngl_loss
-from ngl.losses import ngl as ngl_mod
+from ngl.losses import _ngl_fused as fused
 
 ALPHA = 2.4092
 
@@ -39,8 +39,8 @@ def forward(request):
         lib = _native.kernel()
         if lib is None:
             pytest.skip("no C compiler: native kernel unavailable")
-        return lambda z, t, a=ALPHA: ngl_mod._native_forward(lib, z, t, a)
-    return lambda z, t, a=ALPHA: ngl_mod._torch_forward(z, t, a)
+        return lambda z, t, a=ALPHA: fused.native_forward(lib, z, t, a)
+    return lambda z, t, a=ALPHA: fused.forward(z, t, a)
 
 
 @pytest.mark.parametrize("shape", SHAPES)
