@@ -33,7 +33,7 @@ from torch.autograd.function import once_differentiable
 from . import _native
 
 __all__ = ["DEGREE", "poly", "forward", "native_forward", "fused_forward", "value_and_grad",
-           "fused_enabled", "FastNGL"]
+           "fused_enabled", "IMPLEMENTATIONS", "FastNGL", "compiled_value"]
 
 DEGREE = 8   # must equal DEG in _ngl_kernel.c
 
@@ -71,7 +71,7 @@ def _poly_f32(alpha: float) -> tuple[np.ndarray, int, int]:
 def _horner(coef: tuple[float, ...], u: Tensor) -> Tensor:
     out = coef[0] * u + coef[1]
     for c in coef[2:]:
-        out = out * u + c
+        out.mul_(u).add_(c)      # in place on a fresh tensor: no allocation per step in eager
     return out
 
 
@@ -148,8 +148,12 @@ def fused_forward(logits: Tensor, index: Tensor, alpha: float) -> tuple[Tensor, 
     return _compiled(alpha)(logits, index)
 
 
-def value_and_grad(logits: Tensor, index: Tensor, alpha: float) -> tuple[Tensor, Tensor]:
-    """Per-sample values and logit gradients by the fastest implementation available."""
+def value_and_grad(logits: Tensor, index: Tensor, alpha: float,
+                   impl: str | None = None) -> tuple[Tensor, Tensor]:
+    """Per-sample values and logit gradients by the fastest implementation available, or by
+    ``impl`` (``"native"``, ``"fused"`` or ``"torch"``; benchmarks compare them)."""
+    if impl is not None:
+        return IMPLEMENTATIONS[impl](logits, index, alpha)
     if logits.device.type == "cpu" and logits.dtype == torch.float32:
         lib = _native.kernel()
         if lib is not None:
@@ -162,6 +166,18 @@ def value_and_grad(logits: Tensor, index: Tensor, alpha: float) -> tuple[Tensor,
             warnings.warn(f"ngl: compiling the fused NGL path failed ({_FUSED_BROKEN[0]}); using "
                           f"torch ops", RuntimeWarning, stacklevel=2)
     return forward(logits, index, alpha)
+
+
+def _native_or_fail(logits: Tensor, index: Tensor, alpha: float) -> tuple[Tensor, Tensor]:
+    lib = _native.kernel()
+    if lib is None:
+        raise RuntimeError("ngl: the native NGL kernel is unavailable (NGL_NATIVE=0 or no C compiler)")
+    return native_forward(lib, logits, index, alpha)
+
+
+#: The implementations by name, for ``value_and_grad(..., impl=name)``.
+IMPLEMENTATIONS = {"native": _native_or_fail, "fused": lambda z, t, a: fused_forward(z, t, a),
+                   "torch": lambda z, t, a: forward(z, t, a)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -217,10 +233,11 @@ class FastNGL(torch.autograd.Function):
     forward pass (first-order only: double backward raises)."""
 
     @staticmethod
-    def forward(ctx, logits: Tensor, index: Tensor, alpha: float, total: float | None) -> Tensor:
+    def forward(ctx, logits: Tensor, index: Tensor, alpha: float, total: float | None,
+                impl: str | None = None) -> Tensor:
         """Per-sample values, or with ``total`` their sum times ``total`` (the fused
-        unweighted mean/sum, which saves an autograd node)."""
-        value, grad = value_and_grad(logits, index, alpha)
+        unweighted mean/sum, which saves an autograd node); ``impl`` as :func:`value_and_grad`."""
+        value, grad = value_and_grad(logits, index, alpha, impl)
         ctx.save_for_backward(grad)
         ctx.total = total
         return value if total is None else value.sum() * total
@@ -230,4 +247,4 @@ class FastNGL(torch.autograd.Function):
     def backward(ctx, grad_out: Tensor):
         (grad,) = ctx.saved_tensors
         scale = grad_out.unsqueeze(1) if ctx.total is None else grad_out * ctx.total
-        return grad * scale, None, None, None
+        return grad * scale, None, None, None, None
