@@ -22,6 +22,7 @@ from typing import Any, Callable
 from torch import nn
 
 from .. import expr as E
+from ..expr import is_expression_spec  # noqa: F401  (re-exported: ngl.keras.registry imports it here)
 from ..registry import Registry
 
 __all__ = ["LossInfo", "LOSSES", "register_loss", "list_losses", "get_loss_info", "get_loss",
@@ -96,7 +97,7 @@ def get_loss(spec: str, **kwargs: Any) -> nn.Module:
     """
     if spec in LOSSES:
         return LOSSES.get(spec).module(**kwargs)
-    if E.is_expression_spec(spec):
+    if is_expression_spec(spec):
         from .expression import ExpressionLoss
 
         return ExpressionLoss(Path(spec) if not spec.startswith("expr:") else spec, **kwargs)
