@@ -80,3 +80,17 @@ def test_fake_kernel_matches_real_one():
 @pytest.mark.slow
 def test_fullgraph_inductor_ngl():
     compare("ngl", False, "inductor")
+
+
+@pytest.mark.parametrize("spec", ["ngl", "sce"])
+def test_dynamic_batch_size(spec):
+    """A last, smaller batch reuses one dynamic-shape graph (the fake kernel takes symbolic sizes)."""
+    torch._dynamo.reset()
+    criterion = get_loss(spec)
+    compiled = torch.compile(criterion, fullgraph=True, backend="aot_eager", dynamic=True)
+    for batch in (6, 5):
+        g = torch.Generator().manual_seed(batch)
+        x, t = torch.randn(batch, 7, generator=g), torch.randint(0, 7, (batch,), generator=g)
+        got, ref = run(compiled, x, t), run(criterion, x, t)
+        torch.testing.assert_close(got[0], ref[0], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(got[1], ref[1], rtol=1e-5, atol=1e-7)
