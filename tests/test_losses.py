@@ -351,3 +351,14 @@ def test_bad_inputs_are_user_errors(case):
     make, _, _ = BAD_INPUTS[case]
     with pytest.raises(UserError):
         get_loss("ngl")(*make())
+
+
+@pytest.mark.parametrize("spec", LOSSES + [EXPRESSION_SPEC])
+@pytest.mark.parametrize("kwargs", [{"from_logits": "yes"}, {"ignore_index": 1.5}, {"ignore_index": True},
+                                    {"reduction": "avg"}], ids=["from_logits", "ignore_float", "ignore_bool", "reduction"])
+def test_wrongly_typed_keywords_fail_at_construction(spec, kwargs):
+    from ngl.errors import InputError
+
+    (name,) = kwargs
+    with pytest.raises(InputError, match=name):
+        get_loss(spec, **kwargs)

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from ..errors import InputError, InputTypeError
 
 __all__ = ["REDUCTIONS", "Targets", "check_reduction", "reduce_loss", "prepare", "log_probs",
-           "check_positive", "check_finite", "check_range", "optional", "hyperparameters",
+           "check_positive", "check_finite", "check_range", "check_bool", "check_int", "optional", "hyperparameters",
            "compute_dtype", "LossModule"]
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -57,6 +57,18 @@ def check_range(name: str, value: float, lo: float, hi: float) -> float:
     return float(value)
 
 
+def check_bool(name: str, value: bool) -> bool:
+    if not isinstance(value, bool):
+        raise InputError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def check_int(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError(f"{name} must be an integer, got {value!r}")
+    return value
+
+
 def optional(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
     """A check that also accepts None."""
     return lambda name, value: None if value is None else check(name, value)
@@ -67,7 +79,8 @@ def hyperparameters(**checks: Callable[[str, Any], Any]) -> Callable:
 
     The decorated function checks the keywords it is called with; its module (a
     :class:`LossModule`) runs the same checks once, at construction, and then calls the unchecked
-    function (``fn.unchecked``). ``reduction`` is always checked.
+    function (``fn.unchecked``). ``reduction``, ``from_logits`` and ``ignore_index`` are always
+    checked.
 
     >>> @hyperparameters(gamma=check_positive)
     ... def toy(input, target, *, gamma=2.0, reduction="mean"):
@@ -77,7 +90,8 @@ def hyperparameters(**checks: Callable[[str, Any], Any]) -> Callable:
     ...
     ngl.errors.InputError: gamma must be a finite number >= 0, got -1.0
     """
-    checks = {"reduction": lambda name, value: check_reduction(value), **checks}
+    checks = {"reduction": lambda name, value: check_reduction(value), "from_logits": check_bool,
+              "ignore_index": check_int, **checks}
 
     def deco(fn: Callable) -> Callable:
         @functools.wraps(fn)

@@ -22,7 +22,8 @@ from .. import expr as E
 from ..errors import InputError
 from ..expr import NGL_ALPHA
 from . import _ngl_fused as _fused
-from ._common import LossModule, check_finite, compute_dtype, hyperparameters, prepare, reduce_loss
+from ._common import (LossModule, check_bool, check_finite, compute_dtype, hyperparameters, optional, prepare,
+                      reduce_loss)
 from .crossentropy import PAPER
 from .registry import register_loss
 
@@ -34,7 +35,7 @@ def _exact_terms(p: Tensor, y: Tensor, alpha: float) -> Tensor:
     return torch.exp(alpha - p * (1 + y)) - torch.cos(torch.cos(torch.sin(p)))
 
 
-@hyperparameters(alpha=check_finite)
+@hyperparameters(alpha=check_finite, scaling=check_bool, fast=optional(check_bool))
 def ngl_loss(input: Tensor, target: Tensor, *, alpha: float = NGL_ALPHA, from_logits: bool = True,
              scaling: bool = False, weight: Tensor | None = None, ignore_index: int = -100,
              reduction: str = "mean", fast: bool | None = None) -> Tensor:
