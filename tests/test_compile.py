@@ -94,3 +94,17 @@ def test_dynamic_batch_size(spec):
         got, ref = run(compiled, x, t), run(criterion, x, t)
         torch.testing.assert_close(got[0], ref[0], rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(got[1], ref[1], rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", list_losses())
+def test_pure_function_compiles(name):
+    """The pure functions (checked keywords included) compile as well as the modules."""
+    from ngl.losses import get_loss_info
+
+    torch._dynamo.reset()
+    fn = get_loss_info(name).fn
+    compiled = torch.compile(lambda z, t: fn(z, t, reduction="sum"), fullgraph=True, backend="aot_eager")
+    x, t = inputs(False)
+    got, ref = run(compiled, x, t), run(lambda z, t: fn(z, t, reduction="sum"), x, t)
+    torch.testing.assert_close(got[0], ref[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got[1], ref[1], rtol=1e-5, atol=1e-7)
