@@ -112,9 +112,10 @@ def train_rows(device: torch.device, models, steps: int, batch: int) -> list[dic
     for name, size in models:
         for loss_name in ("ngl", "cross_entropy"):
             torch.manual_seed(0)
-            model = build_model(name, num_classes=100, in_channels=3, image_size=size).to(device)
+            model = build_model(name, num_classes=100, in_channels=3, image_size=size)
+            model = model.to(device, memory_format=torch.channels_last)   # as ngl train does
             opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-            x = torch.randn(batch, 3, size, size, device=device)
+            x = torch.randn(batch, 3, size, size, device=device).to(memory_format=torch.channels_last)
             y = torch.randint(0, 100, (batch,), device=device)
             loss_fn = LOSSES[loss_name]
 
@@ -128,10 +129,14 @@ def train_rows(device: torch.device, models, steps: int, batch: int) -> list[dic
                 opt.step()
                 return loss
 
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
             ms = time_ms(step, steps, device)
+            peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
             final = float(step().item())     # after the timed steps: still finite?
             rows.append({"model": name, "image_size": size, "batch": batch, "loss": loss_name,
-                         "ms_per_step": ms, "images_per_s": batch / ms * 1e3, "finite": final == final})
+                         "ms_per_step": ms, "images_per_s": batch / ms * 1e3, "peak_gib": peak,
+                         "finite": final == final})
             print(f"{name:>13} {size}px batch {batch} {loss_name:>13}: {ms:8.1f} ms/step, "
                   f"{batch / ms * 1e3:8.1f} images/s", flush=True)
     return rows
@@ -148,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     global WARMUP
     if args.smoke:
         WARMUP, device = 1, torch.device("cpu")
+        torch.set_num_threads(1)     # a shared CPU: no thread-pool stalls in the script check
         shapes, models, args.iters, args.steps, args.batch = [(8, 10), (2, 5, 4, 4)], [("resnet50", 32), ("inception_v3", 75)], 2, 1, 2
     elif not torch.cuda.is_available():
         print("gpu_check: no CUDA GPU available here; nothing measured (run it on a machine with one)")
