@@ -130,12 +130,15 @@ def test_double_backward_refused():
 def test_kernel_falls_back_without_compiler(monkeypatch, tmp_path):
     monkeypatch.setattr(_native, "_compiler", lambda: None)
     _native.kernel.cache_clear()
+    fused._can_compile.cache_clear()
     try:
         assert _native.kernel() is None
+        assert not fused.fused_enabled(torch.device("cpu"))   # Inductor would need a compiler too
         z, t = torch.randn(8, 5), torch.randint(0, 5, (8,))
         torch.testing.assert_close(ngl_loss(z, t), ngl_loss(z, t, fast=False), atol=1e-6, rtol=0)
     finally:
         _native.kernel.cache_clear()
+        fused._can_compile.cache_clear()     # it asked the patched _compiler too
 
 
 def test_kernel_disabled_by_env(monkeypatch):

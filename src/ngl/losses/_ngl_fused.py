@@ -161,6 +161,8 @@ def value_and_grad(logits: Tensor, index: Tensor, alpha: float,
     if fused_enabled(logits.device) and logits.numel():
         try:
             return fused_forward(logits, index, alpha)
+        except torch.OutOfMemoryError:
+            raise
         except Exception as exc:   # no working compiler/Triton here: eager torch ops from now on
             _FUSED_BROKEN.append(f"{type(exc).__name__}: {exc}"[:200])
             warnings.warn(f"ngl: compiling the fused NGL path failed ({_FUSED_BROKEN[0]}); using "
