@@ -362,3 +362,20 @@ def test_wrongly_typed_keywords_fail_at_construction(spec, kwargs):
     (name,) = kwargs
     with pytest.raises(InputError, match=name):
         get_loss(spec, **kwargs)
+
+
+def test_cli_lists_the_registry(capsys):
+    """``ngl losses --json`` prints one row per registered loss, from the registry itself."""
+    import json
+
+    from ngl.cli import main
+
+    assert main(["losses", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in rows] == LOSSES
+    by_name = {r["name"]: r for r in rows}
+    assert by_name["ngl"]["expression"] == "exp(2.4092 - p * (1 + y)) - cos(cos(sin(p)))"
+    assert by_name["focal"]["hparams"] == {"gamma": 2.0, "alpha": 0.25, "from_logits": True}
+    assert main(["losses", "--published"]) == 0
+    listed = [ln.split()[0] for ln in capsys.readouterr().out.splitlines() if ln and not ln.startswith((" ", "Also"))]
+    assert listed == list_losses(published=True)
