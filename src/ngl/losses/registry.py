@@ -22,6 +22,7 @@ from typing import Any, Callable
 from torch import nn
 
 from .. import expr as E
+from ..errors import InputTypeError
 from ..expr import is_expression_spec  # noqa: F401  (re-exported: ngl.keras.registry imports it here)
 from ..registry import Registry
 
@@ -95,6 +96,9 @@ def get_loss(spec: str, **kwargs: Any) -> nn.Module:
     ...
     ngl.errors.InputError: FocalLoss: unknown keyword 'gama' (did you mean 'gamma'?); valid: gamma, alpha, from_logits, ignore_index, weight, reduction
     """
+    if not isinstance(spec, str):
+        raise InputTypeError(f"a loss is named by a string (registry name, *.json path or "
+                             f"'expr:<infix>'), got {type(spec).__name__}")
     if spec in LOSSES:
         return LOSSES.get(spec).module(**kwargs)
     if is_expression_spec(spec):
