@@ -294,3 +294,37 @@ def test_jax_namespace_matches_numpy(rng):
 def test_fingerprint_folds_signed_zero():
     # -(y*log p) is -0.0 where y = 0, 0 - y*log p is +0.0: the same loss, one cache key
     assert E.fingerprint(E.parse("-(y * log(p))")) == E.fingerprint(E.parse("0 - y * log(p)"))
+
+
+def test_importing_ngl_expr_does_not_import_torch():
+    """``ngl`` is lazy (PEP 562): the expression core stays torch-free, ``ngl.get_loss`` still works."""
+    import subprocess
+    import sys
+
+    code = ("import sys, ngl.expr; assert 'torch' not in sys.modules, 'torch imported'; "
+            "import ngl; print(type(ngl.get_loss('ngl')).__name__, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["NGLLoss", "True"]
+
+
+def test_tree_prints_itself_without_the_text_module():
+    """Printing lives with the tree (no import cycle between tree and text)."""
+    from ngl.expr import tree
+
+    assert tree.to_infix(NGL) == str(NGL) == "exp(2.4092 - p * (1 + y)) - cos(cos(sin(p)))"
+    import ast
+    from pathlib import Path
+
+    imported = {node.module for node in ast.walk(ast.parse(Path(tree.__file__).read_text()))
+                if isinstance(node, ast.ImportFrom)}
+    assert "text" not in imported and "files" not in imported, imported
+
+
+def test_parser_errors_are_one_line_user_errors():
+    from ngl.errors import InputError
+
+    for bad in ["p +", "exp(p", "foo(p)", "p $ y", "(" * 60 + "p" + ")" * 60]:
+        with pytest.raises(InputError) as info:
+            E.Parser(bad).parse() if len(bad) < 100 else E.parse(bad)
+        assert "\n" not in str(info.value)

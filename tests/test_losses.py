@@ -35,7 +35,7 @@ def test_registry_is_complete():
     assert set(list_losses(published=True)) == {"ngl", "ce", "ce_l2", "focal", "sce"}
     with pytest.raises(KeyError, match="unknown loss 'nope'"):
         get_loss_info("nope")
-    with pytest.raises(KeyError, match="registered losses"):
+    with pytest.raises(KeyError, match="registered: ce, ce_l2"):
         get_loss("nope")
 
 
@@ -288,3 +288,94 @@ def test_registered_expression_is_the_loss(name):
     ref = info.fn(x, t, reduction="none")
     factor = 1 if name == "ngl" else x.shape[1]
     torch.testing.assert_close(got * factor, ref, rtol=1e-5, atol=1e-6)
+
+
+# --- every label ignored: as F.cross_entropy (NaN mean, 0 sum, zero gradients) ------------------
+@pytest.mark.parametrize("name", LOSSES)
+@pytest.mark.parametrize("weighted", [False, True], ids=["plain", "weighted"])
+def test_all_ignored_batch_like_cross_entropy(name, weighted):
+    fn = get_loss_info(name).fn
+    x, _ = make_inputs(SHAPES["BCHW"], seed=8)
+    t = torch.full(per_sample_shape(SHAPES["BCHW"]), -100)
+    w = torch.linspace(0.5, 2.0, x.shape[1]) if weighted else None
+    for reduction in ("mean", "sum", "none"):
+        z, zc = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+        got, ref = fn(z, t, weight=w, reduction=reduction), F.cross_entropy(zc, t, weight=w, reduction=reduction)
+        torch.testing.assert_close(got, ref, equal_nan=True)
+        got.sum().backward()
+        ref.sum().backward()
+        assert torch.equal(z.grad, torch.zeros_like(x)) and torch.equal(zc.grad, z.grad), reduction
+
+
+# --- hyperparameter keywords: checked at construction, unknown ones named ------------------------
+EXPRESSION_SPEC = "expr:exp(2.4092 - p*(1+y)) - cos(cos(sin(p)))"
+
+
+@pytest.mark.parametrize("spec", LOSSES + [EXPRESSION_SPEC])
+def test_unknown_keyword_fails_at_construction(spec):
+    from ngl.errors import InputError, one_line
+
+    with pytest.raises(InputError, match=r"unknown keyword 'gama'.*; valid: .*reduction") as info:
+        get_loss(spec, gama=1)
+    assert "\n" not in one_line(info.value)
+    valid = one_line(info.value).split("valid: ")[1].split(", ")
+    module = get_loss(spec)
+    assert set(valid) >= {"weight", "reduction", "ignore_index", "from_logits"}
+    for kw in valid:   # every keyword it calls valid is accepted with the module's own value
+        value = module.hparams.get(kw, getattr(module, kw, None))
+        if kw == "reduction":
+            value = "sum"
+        get_loss(spec, **{kw: value})
+
+
+def test_unknown_keyword_names_the_close_match():
+    from ngl.errors import InputError
+
+    with pytest.raises(InputError, match=r"FocalLoss: unknown keyword 'gama' \(did you mean 'gamma'\?\)"):
+        get_loss("focal", gama=1)
+
+
+def test_registry_refuses_a_duplicate_name():
+    from ngl.losses import CELoss, register_loss
+
+    with pytest.raises(ValueError, match="already registered"):
+        register_loss("ce", label="x", summary="x", reference="x")(CELoss)
+    assert get_loss_info("ce").module is CELoss
+
+
+@pytest.mark.parametrize("case", ["label_too_big", "float_labels", "int_input"])
+def test_bad_inputs_are_user_errors(case):
+    """The CLI prints ngl's own error types as one line (not a traceback)."""
+    from ngl.errors import UserError
+
+    make, _, _ = BAD_INPUTS[case]
+    with pytest.raises(UserError):
+        get_loss("ngl")(*make())
+
+
+@pytest.mark.parametrize("spec", LOSSES + [EXPRESSION_SPEC])
+@pytest.mark.parametrize("kwargs", [{"from_logits": "yes"}, {"ignore_index": 1.5}, {"ignore_index": True},
+                                    {"reduction": "avg"}], ids=["from_logits", "ignore_float", "ignore_bool", "reduction"])
+def test_wrongly_typed_keywords_fail_at_construction(spec, kwargs):
+    from ngl.errors import InputError
+
+    (name,) = kwargs
+    with pytest.raises(InputError, match=name):
+        get_loss(spec, **kwargs)
+
+
+def test_cli_lists_the_registry(capsys):
+    """``ngl losses --json`` prints one row per registered loss, from the registry itself."""
+    import json
+
+    from ngl.cli import main
+
+    assert main(["losses", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in rows] == LOSSES
+    by_name = {r["name"]: r for r in rows}
+    assert by_name["ngl"]["expression"] == "exp(2.4092 - p * (1 + y)) - cos(cos(sin(p)))"
+    assert by_name["focal"]["hparams"] == {"gamma": 2.0, "alpha": 0.25, "from_logits": True}
+    assert main(["losses", "--published"]) == 0
+    listed = [ln.split()[0] for ln in capsys.readouterr().out.splitlines() if ln and not ln.startswith((" ", "Also"))]
+    assert listed == list_losses(published=True)

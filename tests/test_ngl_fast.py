@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from ngl.losses import _native, ngl_loss
-from ngl.losses import ngl as ngl_mod
+from ngl.losses import _ngl_fused as fused
 
-ALPHA = 2.4092
+ALPHA = 2.4092   # written out: an independent check of ngl.expr.NGL_ALPHA
 
 
 def numpy_ngl(logits: np.ndarray, labels: np.ndarray, alpha: float = ALPHA) -> np.ndarray:
@@ -39,8 +39,8 @@ def forward(request):
         lib = _native.kernel()
         if lib is None:
             pytest.skip("no C compiler: native kernel unavailable")
-        return lambda z, t, a=ALPHA: ngl_mod._native_forward(lib, z, t, a)
-    return lambda z, t, a=ALPHA: ngl_mod._torch_forward(z, t, a)
+        return lambda z, t, a=ALPHA: fused.native_forward(lib, z, t, a)
+    return lambda z, t, a=ALPHA: fused.forward(z, t, a)
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -130,12 +130,15 @@ def test_double_backward_refused():
 def test_kernel_falls_back_without_compiler(monkeypatch, tmp_path):
     monkeypatch.setattr(_native, "_compiler", lambda: None)
     _native.kernel.cache_clear()
+    fused._can_compile.cache_clear()
     try:
         assert _native.kernel() is None
+        assert not fused.fused_enabled(torch.device("cpu"))   # Inductor would need a compiler too
         z, t = torch.randn(8, 5), torch.randint(0, 5, (8,))
         torch.testing.assert_close(ngl_loss(z, t), ngl_loss(z, t, fast=False), atol=1e-6, rtol=0)
     finally:
         _native.kernel.cache_clear()
+        fused._can_compile.cache_clear()     # it asked the patched _compiler too
 
 
 def test_kernel_disabled_by_env(monkeypatch):
@@ -160,3 +163,53 @@ def test_kernel_builds_into_cache(monkeypatch, tmp_path):
         assert len(built) == 1 and not list((tmp_path / "kernels").glob("*.tmp*"))
     finally:
         _native.kernel.cache_clear()
+
+
+# --- the fused (Inductor-compiled) path: used where the native kernel is not ---------------------
+@pytest.fixture
+def no_native(monkeypatch):
+    monkeypatch.setattr(_native, "kernel", lambda: None)
+    monkeypatch.setattr(fused, "_FUSED_BROKEN", [])
+    monkeypatch.delenv("NGL_FUSED", raising=False)
+
+
+def test_fused_path_is_chosen_without_native_kernel(no_native, monkeypatch):
+    calls = []
+
+    def spy(z, t, a):
+        calls.append(z.shape)
+        return fused.forward(z, t, a)
+
+    monkeypatch.setattr(fused, "fused_forward", spy)
+    monkeypatch.setattr(fused, "_can_compile", lambda device_type: True)
+    z, t = torch.randn(8, 5), torch.randint(0, 5, (8,))
+    torch.testing.assert_close(ngl_loss(z, t), ngl_loss(z, t, fast=False), atol=1e-6, rtol=0)
+    assert calls == [(8, 5)]
+    monkeypatch.setenv("NGL_FUSED", "0")       # opt out: plain torch ops
+    ngl_loss(z, t)
+    assert calls == [(8, 5)]
+
+
+def test_fused_compile_failure_falls_back_to_torch_ops(no_native, monkeypatch):
+    def broken(alpha):
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(fused, "_compiled", broken)
+    monkeypatch.setattr(fused, "_can_compile", lambda device_type: True)
+    z, t = torch.randn(8, 5), torch.randint(0, 5, (8,))
+    with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler"):
+        out = ngl_loss(z, t)
+    torch.testing.assert_close(out, ngl_loss(z, t, fast=False), atol=1e-6, rtol=0)
+    assert not fused.fused_enabled(z.device)    # not retried on every call
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_native._compiler() is None, reason="Inductor needs a C++ compiler on CPU")
+def test_fused_forward_matches_numpy():
+    rng = np.random.default_rng(5)
+    for shape in [(16, 10), (2, 21, 5, 7), (64, 1000)]:
+        z = (rng.standard_normal(shape) * 4).astype(np.float32)
+        t = rng.integers(0, shape[1], size=(shape[0],) + shape[2:])
+        value, grad = fused.fused_forward(torch.from_numpy(z), torch.from_numpy(t), ALPHA)
+        np.testing.assert_allclose(value.numpy(), numpy_ngl(z.astype(np.float64), t), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(grad.numpy(), numpy_grad(z.astype(np.float64), t), rtol=0, atol=1e-6)

@@ -37,7 +37,7 @@ def test_unknown_names_and_missing_data_raise(tmp_path):
         train(TrainConfig(**{**FAST, "dataset": "mnist"}), progress=False)
     with pytest.raises(ValueError, match="registered models"):
         train(TrainConfig(**{**FAST, "model": "vgg"}), progress=False)
-    with pytest.raises(ValueError, match="registered losses"):
+    with pytest.raises(ValueError, match="unknown loss .hinge.; registered: ce"):
         train(TrainConfig(**{**FAST, "loss": "hinge"}), progress=False)
     with pytest.raises(FileNotFoundError, match="cifar-10-python.tar.gz"):
         train(TrainConfig(**{**FAST, "dataset": "cifar10", "data_dir": str(tmp_path)}), progress=False)

@@ -10,15 +10,17 @@ The Next Generation Loss (Akhmedova & Körber, arXiv 2404.12948) is :data:`NGL`:
 
     exp(2.4092 - p * (1 + y)) - cos(cos(sin(p)))
 """
-from .files import FORMAT, FORMAT_VERSION, MAX_FILE_BYTES, from_json, load, load_document, save, to_json
-from .text import fingerprint, parse, probe_grid, simplify, to_infix, to_latex, to_sympy
+from .files import (FORMAT, FORMAT_VERSION, MAX_FILE_BYTES, as_expression, from_json, is_expression_spec,
+                    load, load_document, save, to_json)
+from .text import Parser, fingerprint, parse, probe_grid, simplify, to_latex, to_sympy
 from .tree import (DIV_EPS, LOG_EPS, MAX_DEPTH, MAX_NODES, PRIMITIVES, SQRT_EPS, TERMINALS, P, Y, Expr,
-                   ExprError, Primitive, call, const, evaluate)
+                   ExprError, Primitive, call, const, evaluate, to_infix)
 from .files import _to_tree  # noqa: F401  (raw tree form, used by tests)
 
 __all__ = [
     "Expr", "ExprError", "Primitive", "PRIMITIVES", "TERMINALS", "P", "Y", "const", "call",
-    "parse", "evaluate", "to_infix", "to_sympy", "to_latex", "simplify", "fingerprint", "probe_grid",
+    "parse", "Parser", "as_expression", "is_expression_spec", "evaluate", "to_infix", "to_sympy",
+    "to_latex", "simplify", "fingerprint", "probe_grid",
     "to_json", "from_json", "save", "load", "load_document", "NGL", "CE", "MAX_NODES", "MAX_DEPTH",
     "MAX_FILE_BYTES", "NGL_ALPHA", "FORMAT", "FORMAT_VERSION", "DIV_EPS", "LOG_EPS", "SQRT_EPS",
 ]

@@ -8,11 +8,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .text import parse, to_infix, to_latex
-from .tree import MAX_DEPTH, PRIMITIVES, TERMINALS, Expr, ExprError, _check_limits, const
+from ..errors import MissingFileError
+from .text import parse, to_latex
+from .tree import MAX_DEPTH, PRIMITIVES, TERMINALS, Expr, ExprError, _check_limits, const, to_infix
 
-__all__ = ["to_json", "from_json", "save", "load", "load_document", "FORMAT", "FORMAT_VERSION",
-           "MAX_FILE_BYTES"]
+__all__ = ["to_json", "from_json", "save", "load", "load_document", "as_expression",
+           "is_expression_spec", "FORMAT", "FORMAT_VERSION", "MAX_FILE_BYTES"]
 
 MAX_FILE_BYTES = 1 << 20  # expression files are small; refuse anything over 1 MiB
 FORMAT = "ngl.expr"
@@ -97,7 +98,7 @@ def load_document(path: str | os.PathLike[str]) -> tuple[Expr, dict[str, Any]]:
     """Read an expression file; returns the tree and the whole document (for its metadata)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"expression file not found: {path}")
+        raise MissingFileError(f"expression file not found: {path}")
     if path.stat().st_size > MAX_FILE_BYTES:
         raise ExprError(f"{path}: {path.stat().st_size} bytes; an expression file is at most "
                         f"{MAX_FILE_BYTES} bytes")
@@ -125,3 +126,30 @@ def load(path: str | os.PathLike[str]) -> Expr:
     """Read an expression file written by :func:`save` (validated; never runs code)."""
     return load_document(path)[0]
 
+
+
+def is_expression_spec(spec: str) -> bool:
+    """Whether a loss name names an expression: ``expr:<infix>``, a ``*.json`` path or any file.
+
+    >>> is_expression_spec("expr:square(p - y)"), is_expression_spec("ngl")
+    (True, False)
+    """
+    return spec.startswith("expr:") or spec.endswith(".json") or os.path.isfile(spec)
+
+
+def as_expression(spec: Expr | str | os.PathLike[str] | dict[str, Any]) -> Expr:
+    """An :class:`Expr` from a tree, a JSON file path, a JSON document, or infix text
+    (``expr:`` prefix optional).
+
+    >>> str(as_expression("expr:square(p - y)"))
+    'square(p - y)'
+    """
+    if isinstance(spec, Expr):
+        return spec
+    if isinstance(spec, dict):
+        return from_json(spec)
+    if isinstance(spec, os.PathLike) or (isinstance(spec, str) and spec.endswith(".json")):
+        return load(spec)
+    if isinstance(spec, str):
+        return parse(spec[5:] if spec.startswith("expr:") else spec)
+    raise ExprError(f"expected an Expr, a .json path, a JSON dict or infix text, got {type(spec).__name__}")

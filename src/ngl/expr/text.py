@@ -1,50 +1,124 @@
-"""Expressions as text: infix printing and a safe parser, sympy/LaTeX forms, canonical keys."""
+"""Expressions as text: a safe infix parser, sympy/LaTeX forms, canonical keys (the infix printer
+lives with the tree, :func:`ngl.expr.tree.to_infix`)."""
 from __future__ import annotations
 
 import hashlib
 import re
 from typing import Any
 
-from .tree import MAX_DEPTH, MAX_NODES, PRIMITIVES, TERMINALS, Expr, ExprError, _check_limits, const, evaluate, fold
+from .tree import (MAX_DEPTH, MAX_NODES, PRIMITIVES, TERMINALS, Expr, ExprError, _check_limits, const, evaluate,
+                   fold, to_infix)
 
-__all__ = ["to_infix", "parse", "to_sympy", "simplify", "to_latex", "fingerprint"]
+__all__ = ["Parser", "to_infix", "parse", "to_sympy", "simplify", "to_latex", "fingerprint"]
 
 
 # --------------------------------------------------------------------------------------------
-# Infix printing and parsing
+# Parsing (printing lives with the tree: ngl.expr.tree.to_infix)
 # --------------------------------------------------------------------------------------------
-def _fmt_const(v: float) -> str:
-    text = str(int(v)) if v.is_integer() and abs(v) < 1e15 else repr(v)
-    return f"({text})" if v < 0 or text.startswith("-") else text
-
-
-def to_infix(expr: Expr) -> str:
-    """Readable infix; :func:`parse` reads it back to the identical tree."""
-    if expr.op in TERMINALS:
-        return expr.op
-    if expr.op == "const":
-        return _fmt_const(expr.value)
-    prim = PRIMITIVES[expr.op]
-    if prim.infix:
-        a, b = expr.args
-        left, right = to_infix(a), to_infix(b)
-        if _prec(a) < prim.precedence:
-            left = f"({left})"
-        if _prec(b) <= prim.precedence:
-            right = f"({right})"
-        return f"{left} {prim.infix} {right}"
-    if expr.op == "neg":
-        inner = to_infix(expr.args[0])
-        return f"-{inner}" if _prec(expr.args[0]) >= 4 and expr.args[0].op != "const" else f"-({inner})"
-    return f"{expr.op}({', '.join(to_infix(a) for a in expr.args)})"
-
-
-def _prec(expr: Expr) -> int:
-    return PRIMITIVES[expr.op].precedence if expr.op in PRIMITIVES else 4
-
-
 _TOKEN = re.compile(r"\s*(?:(\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?)|([A-Za-z_]\w*)|(.))")
 _BINARY = {"+": "add", "-": "sub", "*": "mul", "/": "div"}
+
+
+def _tokenize(text: str) -> list[tuple[str, str]]:
+    tokens: list[tuple[str, str]] = []
+    pos = 0
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if m is None:       # only trailing whitespace is left
+            break
+        num, name, other = m.groups()
+        tokens.append(("num", num) if num else ("name", name) if name else ("op", other))
+        pos = m.end()
+    tokens.append(("end", ""))
+    return tokens
+
+
+class Parser:
+    """Recursive descent over the tokens of one expression text (never ``eval``).
+
+    Grammar: ``expression := term (("+" | "-") term)*``, ``term := unary (("*" | "/") unary)*``,
+    ``unary := "-" unary | atom``, ``atom := number | p | y | name "(" expression ("," expression)* ")"
+    | "(" expression ")"``. Nesting deeper than :data:`MAX_DEPTH` is refused.
+
+    >>> tree = Parser("-(y * log(p))").parse()
+    >>> tree.op, str(tree.args[0])
+    ('neg', 'y * log(p)')
+    """
+
+    def __init__(self, text: str) -> None:
+        self.text = text.strip()
+        self.tokens = _tokenize(self.text)
+        self.i = 0
+
+    def parse(self) -> Expr:
+        node = self.expression(0)
+        if self.peek()[0] != "end":
+            raise ExprError(f"cannot parse {self.text!r}: unexpected {self.peek()[1]!r} after a "
+                            f"complete expression")
+        _check_limits(node)
+        return node
+
+    def peek(self) -> tuple[str, str]:
+        return self.tokens[self.i]
+
+    def take(self, kind: str, val: str | None = None) -> str:
+        k, v = self.tokens[self.i]
+        if k != kind or (val is not None and v != val):
+            raise ExprError(f"cannot parse {self.text!r}: expected {val or kind!r} but found "
+                            f"{v or 'end of text'!r}")
+        self.i += 1
+        return v
+
+    def expression(self, depth: int) -> Expr:
+        if depth > MAX_DEPTH:
+            raise ExprError(f"expression is nested deeper than {MAX_DEPTH} levels")
+        node = self.term(depth)
+        while self.peek() in (("op", "+"), ("op", "-")):
+            node = Expr(_BINARY[self.take("op")], (node, self.term(depth)))
+        return node
+
+    def term(self, depth: int) -> Expr:
+        node = self.unary(depth)
+        while self.peek() in (("op", "*"), ("op", "/")):
+            node = Expr(_BINARY[self.take("op")], (node, self.unary(depth)))
+        return node
+
+    def unary(self, depth: int) -> Expr:
+        if depth > MAX_DEPTH:
+            raise ExprError(f"expression is nested deeper than {MAX_DEPTH} levels")
+        if self.peek() != ("op", "-"):
+            return self.atom(depth)
+        self.take("op", "-")
+        if self.peek()[0] == "num":
+            return const(-float(self.take("num")))
+        return Expr("neg", (self.unary(depth + 1),))
+
+    def atom(self, depth: int) -> Expr:
+        kind, val = self.peek()
+        if kind == "num":
+            return const(float(self.take("num")))
+        if (kind, val) == ("op", "("):
+            self.take("op", "(")
+            node = self.expression(depth + 1)
+            self.take("op", ")")
+            return node
+        if kind == "name":
+            return self.name(depth)
+        raise ExprError(f"cannot parse {self.text!r}: unexpected {val or 'end of text'!r}")
+
+    def name(self, depth: int) -> Expr:
+        val = self.take("name")
+        if val in TERMINALS:
+            return Expr(val)
+        if val not in PRIMITIVES:
+            raise ExprError(f"unknown primitive {val!r} in {self.text!r}; expected one of {sorted(PRIMITIVES)}")
+        self.take("op", "(")
+        args = [self.expression(depth + 1)]
+        while self.peek() == ("op", ","):
+            self.take("op", ",")
+            args.append(self.expression(depth + 1))
+        self.take("op", ")")
+        return Expr(val, tuple(args))
 
 
 def parse(text: str) -> Expr:
@@ -52,89 +126,15 @@ def parse(text: str) -> Expr:
 
     Grammar: ``+ - * /`` with the usual precedence, unary minus, parentheses, numbers, ``p``,
     ``y`` and calls of any primitive by name (``min(a, b)``, ``square(p)``, ``add(p, y)``).
+
+    >>> str(parse("exp(2.4092 - p*(1+y)) - cos(cos(sin(p)))"))
+    'exp(2.4092 - p * (1 + y)) - cos(cos(sin(p)))'
     """
     if not isinstance(text, str):
         raise ExprError(f"expected an expression string, got {type(text).__name__}")
     if len(text) > 20 * MAX_NODES:
         raise ExprError(f"expression text is {len(text)} characters; at most {20 * MAX_NODES} allowed")
-    tokens: list[tuple[str, str]] = []
-    pos = 0
-    text = text.strip()
-    while pos < len(text):
-        m = _TOKEN.match(text, pos)
-        if m is None:
-            break
-        num, name, other = m.groups()
-        tokens.append(("num", num) if num else ("name", name) if name else ("op", other))
-        pos = m.end()
-    tokens.append(("end", ""))
-    i = 0
-
-    def peek() -> tuple[str, str]:
-        return tokens[i]
-
-    def take(kind: str, val: str | None = None) -> str:
-        nonlocal i
-        k, v = tokens[i]
-        if k != kind or (val is not None and v != val):
-            want = val or kind
-            raise ExprError(f"cannot parse {text!r}: expected {want!r} but found {v or 'end of text'!r}")
-        i += 1
-        return v
-
-    def expression(depth: int) -> Expr:
-        if depth > MAX_DEPTH:
-            raise ExprError(f"expression is nested deeper than {MAX_DEPTH} levels")
-        node = term(depth)
-        while peek() in (("op", "+"), ("op", "-")):
-            node = Expr(_BINARY[take("op")], (node, term(depth)))
-        return node
-
-    def term(depth: int) -> Expr:
-        node = unary(depth)
-        while peek() in (("op", "*"), ("op", "/")):
-            node = Expr(_BINARY[take("op")], (node, unary(depth)))
-        return node
-
-    def unary(depth: int) -> Expr:
-        if depth > MAX_DEPTH:
-            raise ExprError(f"expression is nested deeper than {MAX_DEPTH} levels")
-        if peek() == ("op", "-"):
-            take("op", "-")
-            if peek()[0] == "num":
-                return const(-float(take("num")))
-            return Expr("neg", (unary(depth + 1),))
-        return atom(depth)
-
-    def atom(depth: int) -> Expr:
-        kind, val = peek()
-        if kind == "num":
-            return const(float(take("num")))
-        if kind == "op" and val == "(":
-            take("op", "(")
-            node = expression(depth + 1)
-            take("op", ")")
-            return node
-        if kind == "name":
-            take("name")
-            if val in TERMINALS:
-                return Expr(val)
-            if val not in PRIMITIVES:
-                raise ExprError(f"unknown primitive {val!r} in {text!r}; expected one of {sorted(PRIMITIVES)}")
-            take("op", "(")
-            args = [expression(depth + 1)]
-            while peek() == ("op", ","):
-                take("op", ",")
-                args.append(expression(depth + 1))
-            take("op", ")")
-            return Expr(val, tuple(args))
-        raise ExprError(f"cannot parse {text!r}: unexpected {val or 'end of text'!r}")
-
-    node = expression(0)
-    if peek()[0] != "end":
-        raise ExprError(f"cannot parse {text!r}: unexpected {peek()[1]!r} after a complete expression")
-    _check_limits(node)
-    return node
+    return Parser(text).parse()
 
 
 # --------------------------------------------------------------------------------------------

@@ -10,8 +10,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
+from ..errors import InputError
+
 __all__ = ["Expr", "ExprError", "Primitive", "PRIMITIVES", "TERMINALS", "P", "Y", "const", "call",
-           "evaluate", "fold", "MAX_NODES", "MAX_DEPTH", "DIV_EPS", "LOG_EPS", "SQRT_EPS"]
+           "evaluate", "fold", "to_infix", "MAX_NODES", "MAX_DEPTH", "DIV_EPS", "LOG_EPS", "SQRT_EPS"]
 
 MAX_NODES = 256          # loading or parsing a larger tree is refused
 MAX_DEPTH = 48           # and so is a deeper one
@@ -20,8 +22,8 @@ LOG_EPS = 1e-7           # protected log: log(max(|a|, eps)), the Keras clip con
 SQRT_EPS = 1e-12         # protected sqrt: sqrt(max(|a|, eps)), finite gradient at 0
 
 
-class ExprError(ValueError):
-    """A malformed, unsafe or unsupported loss expression."""
+class ExprError(InputError):
+    """A malformed, unsafe or unsupported loss expression (a ``ValueError``; one line in the CLI)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -72,7 +74,7 @@ def _ops_for(x: Any, namespace: str | None) -> _Ops:
         namespace = "torch" if mod.startswith("torch") else "jax" if mod.startswith("jax") else (
             "numpy" if mod.startswith("numpy") or isinstance(x, (int, float)) else "keras")
     if namespace not in _NAMESPACES:
-        raise ValueError(f"unknown array namespace {namespace!r}; expected one of {sorted(_NAMESPACES)}")
+        raise InputError(f"unknown array namespace {namespace!r}; expected one of {sorted(_NAMESPACES)}")
     return _NAMESPACES[namespace]()
 
 
@@ -173,8 +175,6 @@ class Expr:
         return evaluate(self, p, y, namespace=namespace)
 
     def __str__(self) -> str:
-        from .text import to_infix
-
         return to_infix(self)
 
 
@@ -190,6 +190,44 @@ def const(value: float) -> Expr:
 def call(op: str, *args: Expr | float) -> Expr:
     """Apply primitive ``op``; bare numbers become constants: ``call("add", 1, Y)``."""
     return Expr(op, tuple(a if isinstance(a, Expr) else const(a) for a in args))
+
+
+# --------------------------------------------------------------------------------------------
+# Printing (as DEAP's PrimitiveTree.__str__: the tree prints itself; ngl.expr.text parses)
+# --------------------------------------------------------------------------------------------
+def _fmt_const(v: float) -> str:
+    text = str(int(v)) if v.is_integer() and abs(v) < 1e15 else repr(v)
+    return f"({text})" if v < 0 or text.startswith("-") else text
+
+
+def _prec(expr: Expr) -> int:
+    return PRIMITIVES[expr.op].precedence if expr.op in PRIMITIVES else 4
+
+
+def to_infix(expr: Expr) -> str:
+    """Readable infix with the fewest parentheses; :func:`ngl.expr.parse` reads it back to the
+    identical tree.
+
+    >>> to_infix(call("mul", P, call("add", 1, Y)))
+    'p * (1 + y)'
+    """
+    if expr.op in TERMINALS:
+        return expr.op
+    if expr.op == "const":
+        return _fmt_const(expr.value)
+    prim = PRIMITIVES[expr.op]
+    if prim.infix:
+        a, b = expr.args
+        left, right = to_infix(a), to_infix(b)
+        if _prec(a) < prim.precedence:
+            left = f"({left})"
+        if _prec(b) <= prim.precedence:
+            right = f"({right})"
+        return f"{left} {prim.infix} {right}"
+    if expr.op == "neg":
+        inner = to_infix(expr.args[0])
+        return f"-{inner}" if _prec(expr.args[0]) >= 4 and expr.args[0].op != "const" else f"-({inner})"
+    return f"{expr.op}({', '.join(to_infix(a) for a in expr.args)})"
 
 
 # --------------------------------------------------------------------------------------------

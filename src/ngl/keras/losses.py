@@ -20,7 +20,7 @@ import keras
 from keras import ops
 
 from .. import expr as E
-from ..losses.expression import as_expression
+from ..expr import as_expression
 from ._common import NGLKerasLoss, check_bool, log_probs
 
 __all__ = ["NGL", "CE", "CEL2", "Focal", "SCE", "Poly1", "LabelSmoothingCE", "Expression",

@@ -7,7 +7,7 @@ from typing import Any, Mapping
 
 import keras
 
-from ..losses.registry import is_expression_spec
+from ..expr import is_expression_spec
 from ._common import NGLKerasLoss
 from .losses import CE, CEL2, NGL, SCE, Expression, Focal, LabelSmoothingCE, Poly1
 

@@ -1,10 +1,10 @@
-"""Cross-entropy family: CE, CE + L2, label-smoothed CE and Poly-1.
+"""Cross entropy and CE + L2, the paper's baselines.
 
 .. math:: \\mathrm{CE} = -\\sum_c y_c \\log p_c
 
-``ce`` and ``label_smoothing_ce`` are ``F.cross_entropy`` (the reference implementation); the
-others add a term to it. All take logits by default and follow ``F.cross_entropy``'s conventions
-for ``weight``, ``ignore_index`` and soft targets.
+``ce`` is ``F.cross_entropy`` (the reference implementation); ``ce_l2`` adds an L2 penalty on the
+model's weights. Both take logits by default and follow ``F.cross_entropy``'s conventions for
+``weight``, ``ignore_index`` and soft targets.
 """
 from __future__ import annotations
 
@@ -12,13 +12,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._common import (LossModule, check_finite, check_positive, check_range, check_reduction,
-                      compute_dtype, log_probs, prepare, reduce_loss)
+from .. import expr as E
+from ._common import LossModule, check_positive, compute_dtype, hyperparameters, log_probs, prepare
+from .registry import register_loss
 
-__all__ = ["ce_loss", "CELoss", "ce_l2_loss", "CEL2Loss", "label_smoothing_ce_loss",
-           "LabelSmoothingCELoss", "poly1_loss", "Poly1Loss", "l2_penalty"]
+__all__ = ["ce_loss", "CELoss", "ce_l2_loss", "CEL2Loss", "l2_penalty", "PAPER"]
+
+PAPER = "Akhmedova & Körber, arXiv 2404.12948 (2024)"
 
 
+@hyperparameters()
 def ce_loss(input: Tensor, target: Tensor, *, from_logits: bool = True, label_smoothing: float = 0.0,
             weight: Tensor | None = None, ignore_index: int = -100, reduction: str = "mean") -> Tensor:
     """Cross entropy, :math:`-\\sum_c y_c \\log p_c`.
@@ -32,8 +35,11 @@ def ce_loss(input: Tensor, target: Tensor, *, from_logits: bool = True, label_sm
 
     Returns:
         Scalar, or per-sample values with ``reduction="none"``.
+
+    Example:
+        >>> ce_loss(torch.tensor([[2.0, 0.0], [0.0, 2.0]]), torch.tensor([0, 0]))
+        tensor(1.1269)
     """
-    check_reduction(reduction)
     targets = prepare(input, target, ignore_index=ignore_index, weight=weight, name="ce")
     x = input.to(compute_dtype(input)) if from_logits else log_probs(input, from_logits=False)
     # soft targets in x's dtype (a float16 target would otherwise degrade the float32 result)
@@ -52,8 +58,10 @@ def l2_penalty(model: nn.Module, l2: float) -> Tensor:
     return l2 * torch.stack([w.float().square().sum() for w in weights]).sum()
 
 
+@hyperparameters(l2=check_positive)
 def ce_l2_loss(input: Tensor, target: Tensor, *, model: nn.Module | None = None, l2: float = 1e-4,
-               **kwargs) -> Tensor:
+               from_logits: bool = True, label_smoothing: float = 0.0, weight: Tensor | None = None,
+               ignore_index: int = -100, reduction: str = "mean") -> Tensor:
     """CE plus the L2 weight penalty :func:`l2_penalty` when ``model`` is given.
 
     .. math:: \\mathrm{CE} + \\lambda \\sum_W \\lVert W \\rVert_2^2
@@ -61,32 +69,15 @@ def ce_l2_loss(input: Tensor, target: Tensor, *, model: nn.Module | None = None,
     Use the module :class:`CEL2Loss` in training: the trainer calls its ``penalty(model)`` hook
     once per step and adds it to the (reduced) loss.
     """
-    check_positive("l2", l2)
-    loss = ce_loss(input, target, **kwargs)
+    loss = ce_loss(input, target, from_logits=from_logits, label_smoothing=label_smoothing,
+                   weight=weight, ignore_index=ignore_index, reduction=reduction)
     if model is not None:
         loss = loss + l2_penalty(model, l2).to(loss.dtype)
     return loss
 
 
-def label_smoothing_ce_loss(input: Tensor, target: Tensor, *, smoothing: float = 0.1, **kwargs) -> Tensor:
-    """CE against ``(1 - s) y + s / C`` (Szegedy et al., CVPR 2016)."""
-    check_range("smoothing", smoothing, 0.0, 1.0)
-    return ce_loss(input, target, label_smoothing=smoothing, **kwargs)
-
-
-def poly1_loss(input: Tensor, target: Tensor, *, epsilon: float = 1.0, from_logits: bool = True,
-               weight: Tensor | None = None, ignore_index: int = -100, reduction: str = "mean") -> Tensor:
-    """Poly-1 (Leng et al., ICLR 2022): :math:`\\mathrm{CE} + \\epsilon (1 - p_t)`,
-    ``p_t = sum_c y_c p_c`` for soft targets."""
-    check_finite("epsilon", epsilon)
-    targets = prepare(input, target, ignore_index=ignore_index, weight=weight, name="poly1")
-    logp = log_probs(input, from_logits=from_logits)
-    logp_t = targets.pick(logp)
-    per_sample = -logp_t + epsilon * (1 - torch.exp(logp_t)) if targets.index is not None else (
-        -logp_t + epsilon * (1 - targets.pick(torch.exp(logp))))
-    return reduce_loss(per_sample, reduction, targets.sample_weight(weight, per_sample.dtype))
-
-
+@register_loss("ce", label="CE", summary="cross entropy, -sum_c y_c log p_c",
+               reference="F.cross_entropy", expression=E.CE, published=True)
 class CELoss(LossModule):
     """Module form of :func:`ce_loss`."""
 
@@ -96,35 +87,21 @@ class CELoss(LossModule):
         super().__init__(from_logits=from_logits, ignore_index=ignore_index, **kw)
 
 
-class CEL2Loss(CELoss):
+@register_loss("ce_l2", label="CE + L2",
+               summary="cross entropy plus l2 * sum of squared kernel weights (through penalty(model))",
+               reference=PAPER, expression=E.CE, published=True)
+class CEL2Loss(LossModule):
     """CE whose L2 weight penalty reaches the model through :meth:`penalty`, called by the trainer.
 
     ``loss = criterion(logits, y) + criterion.penalty(model)``; ``l2`` defaults to 1e-4 (the
-    paper does not publish its weight).
+    paper does not publish its weight). The forward pass is plain CE.
     """
 
-    def __init__(self, *, l2: float = 1e-4, **kw) -> None:
-        super().__init__(**kw)
-        self.l2 = check_positive("l2", l2)
+    fn = staticmethod(ce_l2_loss)
+
+    def __init__(self, *, l2: float = 1e-4, from_logits: bool = True, ignore_index: int = -100, **kw) -> None:
+        super().__init__(l2=l2, from_logits=from_logits, ignore_index=ignore_index, **kw)
+        self.l2 = float(l2)
 
     def penalty(self, model: nn.Module) -> Tensor:
         return l2_penalty(model, self.l2)
-
-
-class LabelSmoothingCELoss(LossModule):
-    """Module form of :func:`label_smoothing_ce_loss`."""
-
-    fn = staticmethod(label_smoothing_ce_loss)
-
-    def __init__(self, *, smoothing: float = 0.1, from_logits: bool = True, ignore_index: int = -100, **kw) -> None:
-        check_range("smoothing", smoothing, 0.0, 1.0)
-        super().__init__(smoothing=smoothing, from_logits=from_logits, ignore_index=ignore_index, **kw)
-
-
-class Poly1Loss(LossModule):
-    """Module form of :func:`poly1_loss`."""
-
-    fn = staticmethod(poly1_loss)
-
-    def __init__(self, *, epsilon: float = 1.0, from_logits: bool = True, ignore_index: int = -100, **kw) -> None:
-        super().__init__(epsilon=check_finite("epsilon", epsilon), from_logits=from_logits, ignore_index=ignore_index, **kw)

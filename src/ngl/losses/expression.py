@@ -11,27 +11,16 @@ import os
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from .. import expr as E
-from ._common import check_reduction, compute_dtype, prepare, reduce_loss
+from ..expr import as_expression
+from ._common import LossModule, compute_dtype, hyperparameters, prepare, reduce_loss
 
 __all__ = ["expression_loss", "ExpressionLoss", "from_expression", "as_expression"]
 
 
-def as_expression(spec: E.Expr | str | os.PathLike[str] | dict[str, Any]) -> E.Expr:
-    """An :class:`~ngl.expr.Expr` from a tree, a JSON file path, a JSON document, or infix text."""
-    if isinstance(spec, E.Expr):
-        return spec
-    if isinstance(spec, dict):
-        return E.from_json(spec)
-    if isinstance(spec, os.PathLike) or (isinstance(spec, str) and spec.endswith(".json")):
-        return E.load(spec)
-    if isinstance(spec, str):
-        return E.parse(spec[5:] if spec.startswith("expr:") else spec)
-    raise TypeError(f"expected an Expr, a .json path, a JSON dict or infix text, got {type(spec).__name__}")
-
-
+@hyperparameters()
 def expression_loss(input: Tensor, target: Tensor, expression: E.Expr, *, from_logits: bool = True,
                     weight: Tensor | None = None, ignore_index: int = -100,
                     reduction: str = "mean") -> Tensor:
@@ -42,6 +31,11 @@ def expression_loss(input: Tensor, target: Tensor, expression: E.Expr, *, from_l
         target: class labels ``(B, ...)`` or one-hot/soft targets shaped like ``input``.
         expression: the loss tree.
         weight, ignore_index, reduction: as :func:`ngl.losses.ngl_loss`.
+
+    Example:
+        >>> square_error = E.parse("square(p - y)")
+        >>> expression_loss(torch.tensor([[0.0, 0.0]]), torch.tensor([0]), square_error)
+        tensor(0.2500)
     """
     targets = prepare(input, target, ignore_index=ignore_index, weight=weight, name="expression")
     dtype = compute_dtype(input)
@@ -51,30 +45,34 @@ def expression_loss(input: Tensor, target: Tensor, expression: E.Expr, *, from_l
     return reduce_loss(per_sample, reduction, targets.sample_weight(weight, per_sample.dtype))
 
 
-class ExpressionLoss(nn.Module):
-    """A loss expression as an ``nn.Module``; ``str(module.expression)`` is its infix form."""
+class ExpressionLoss(LossModule):
+    """A loss expression as an ``nn.Module``; ``str(module.expression)`` is its infix form.
+
+    >>> ExpressionLoss("square(p - y)", reduction="sum")
+    ExpressionLoss('square(p - y)')
+    """
+
+    fn = staticmethod(expression_loss)
 
     def __init__(self, expression: E.Expr | str | os.PathLike[str] | dict[str, Any], *,
-                 from_logits: bool = True, weight: Tensor | None = None, ignore_index: int = -100,
-                 reduction: str = "mean") -> None:
-        super().__init__()
-        self.expression = as_expression(expression)
-        self.from_logits, self.ignore_index = from_logits, ignore_index
-        self.reduction = check_reduction(reduction)
-        self.register_buffer("weight", weight)
+                 from_logits: bool = True, ignore_index: int = -100, **kw) -> None:
+        super().__init__(expression=as_expression(expression), from_logits=from_logits,
+                         ignore_index=ignore_index, **kw)
 
-    def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        return expression_loss(input, target, self.expression, from_logits=self.from_logits,
-                               weight=self.weight, ignore_index=self.ignore_index, reduction=self.reduction)
+    @property
+    def expression(self) -> E.Expr:
+        return self.hparams["expression"]
 
     def extra_repr(self) -> str:
-        return f"{E.to_infix(self.expression)!r}"
+        return repr(E.to_infix(self.expression))
 
 
 def from_expression(spec: E.Expr | str | os.PathLike[str] | dict[str, Any], **kwargs: Any) -> ExpressionLoss:
     """A ready PyTorch loss from an expression, a saved expression file, or infix text.
 
-    >>> loss_fn = from_expression("runs/search/hall_of_fame/0.json")
-    >>> loss_fn = from_expression("exp(2.4092 - p*(1+y)) - cos(cos(sin(p)))")
+    >>> from_expression("exp(2.4092 - p*(1+y)) - cos(cos(sin(p)))")
+    ExpressionLoss('exp(2.4092 - p * (1 + y)) - cos(cos(sin(p)))')
+    >>> from_expression(E.NGL, ignore_index=255)   # or a saved file: "runs/search/hall_of_fame/00.json"
+    ExpressionLoss('exp(2.4092 - p * (1 + y)) - cos(cos(sin(p)))')
     """
     return ExpressionLoss(spec, **kwargs)

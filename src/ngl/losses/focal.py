@@ -11,11 +11,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._common import LossModule, check_positive, check_reduction, log_probs, prepare, reduce_loss
+from .. import expr as E
+from ._common import LossModule, check_positive, hyperparameters, log_probs, optional, prepare, reduce_loss
+from .registry import register_loss
 
 __all__ = ["focal_loss", "FocalLoss"]
 
 
+@hyperparameters(gamma=check_positive, alpha=optional(check_positive))
 def focal_loss(input: Tensor, target: Tensor, *, gamma: float = 2.0, alpha: float | None = 0.25,
                from_logits: bool = True, weight: Tensor | None = None, ignore_index: int = -100,
                reduction: str = "mean") -> Tensor:
@@ -29,14 +32,14 @@ def focal_loss(input: Tensor, target: Tensor, *, gamma: float = 2.0, alpha: floa
         weight, ignore_index, reduction: as ``F.cross_entropy``.
 
     Example:
-        >>> focal_loss(torch.randn(4, 3), torch.tensor([0, 1, 2, 0]), gamma=2.0)
+        >>> logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+        >>> focal_loss(logits, torch.tensor([0, 1]), gamma=2.0, reduction="none")
+        tensor([0.0027, 0.1221])
+        >>> focal_loss(logits, torch.tensor([0, 1]), gamma=0.0, alpha=None)   # gamma 0: CE
+        tensor(0.6691)
 
     Reference: T.-Y. Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017.
     """
-    check_positive("gamma", gamma)
-    if alpha is not None:
-        check_positive("alpha", alpha)
-    check_reduction(reduction)
     targets = prepare(input, target, ignore_index=ignore_index, weight=weight, name="focal")
     logp = log_probs(input, from_logits=from_logits, renormalize=True)
     if targets.index is not None:
@@ -49,6 +52,9 @@ def focal_loss(input: Tensor, target: Tensor, *, gamma: float = 2.0, alpha: floa
     return reduce_loss(per_sample, reduction, targets.sample_weight(weight, per_sample.dtype))
 
 
+@register_loss("focal", label="Focal", summary="-alpha (1 - p_t)^gamma log p_t",
+               reference="Lin et al., ICCV 2017",
+               expression=E.parse("-(0.25 * y * square(1 - p) * log(p))"), published=True)
 class FocalLoss(LossModule):
     """Module form of :func:`focal_loss`."""
 
@@ -56,7 +62,4 @@ class FocalLoss(LossModule):
 
     def __init__(self, *, gamma: float = 2.0, alpha: float | None = 0.25, from_logits: bool = True,
                  ignore_index: int = -100, **kw) -> None:
-        check_positive("gamma", gamma)
-        if alpha is not None:
-            check_positive("alpha", alpha)
         super().__init__(gamma=gamma, alpha=alpha, from_logits=from_logits, ignore_index=ignore_index, **kw)

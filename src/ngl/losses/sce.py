@@ -12,7 +12,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._common import LossModule, check_positive, check_reduction, log_probs, prepare, reduce_loss
+from .. import expr as E
+from ._common import LossModule, check_positive, hyperparameters, log_probs, prepare, reduce_loss
+from .registry import register_loss
 
 __all__ = ["sce_loss", "SCELoss", "P_MIN", "Y_MIN"]
 
@@ -20,6 +22,7 @@ P_MIN = 1e-7   # clamp of the predicted probabilities in RCE
 Y_MIN = 1e-4   # clamp of the targets in RCE: log(0) becomes log(1e-4)
 
 
+@hyperparameters(alpha=check_positive, beta=check_positive)
 def sce_loss(input: Tensor, target: Tensor, *, alpha: float = 0.1, beta: float = 1.0,
              from_logits: bool = True, weight: Tensor | None = None, ignore_index: int = -100,
              reduction: str = "mean") -> Tensor:
@@ -31,12 +34,13 @@ def sce_loss(input: Tensor, target: Tensor, *, alpha: float = 0.1, beta: float =
         alpha, beta: weights of CE and reverse CE (>= 0).
         weight, ignore_index, reduction: as ``F.cross_entropy``.
 
+    Example:
+        >>> sce_loss(torch.tensor([[0.0, 0.0]]), torch.tensor([0]))   # 0.1 log 2 + 9.2103 / 2
+        tensor(4.6745)
+
     Reference: Y. Wang et al., "Symmetric Cross Entropy for Robust Learning with Noisy Labels",
     ICCV 2019.
     """
-    check_positive("alpha", alpha)
-    check_positive("beta", beta)
-    check_reduction(reduction)
     targets = prepare(input, target, ignore_index=ignore_index, weight=weight, name="sce")
     logp = log_probs(input, from_logits=from_logits)
     p = torch.exp(logp).clamp(P_MIN, 1.0)
@@ -47,6 +51,8 @@ def sce_loss(input: Tensor, target: Tensor, *, alpha: float = 0.1, beta: float =
     return reduce_loss(per_sample, reduction, targets.sample_weight(weight, per_sample.dtype))
 
 
+@register_loss("sce", label="SCE", summary="alpha CE + beta reverse CE", reference="Wang et al., ICCV 2019",
+               expression=E.parse("-(0.1 * y * log(p)) + 9.2103404 * p * (1 - y)"), published=True)
 class SCELoss(LossModule):
     """Module form of :func:`sce_loss`."""
 
@@ -54,6 +60,4 @@ class SCELoss(LossModule):
 
     def __init__(self, *, alpha: float = 0.1, beta: float = 1.0, from_logits: bool = True,
                  ignore_index: int = -100, **kw) -> None:
-        check_positive("alpha", alpha)
-        check_positive("beta", beta)
         super().__init__(alpha=alpha, beta=beta, from_logits=from_logits, ignore_index=ignore_index, **kw)
