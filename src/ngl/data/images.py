@@ -6,13 +6,15 @@ import hashlib
 import io
 import os
 import re
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
 
-from .readers import DataError, _missing
+from ..errors import InputError
+from .readers import MAX_CLASSES, DataError, _missing
 
 __all__ = ["read_image_tree", "read_caltech101", "read_malaria", "read_colorectal"]
 
@@ -84,22 +86,36 @@ def read_image_tree(source: str | Path, *, size: int, exclude: Iterable[str] = (
 
 
 def _decode_tree(entries, read, *, size: int, what: str, url: str) -> dict:
-    from PIL import Image
     from tqdm.auto import tqdm
 
     classes = sorted({c for c, _ in entries})
+    if len(classes) > MAX_CLASSES:
+        raise InputError(f"{what}: {len(classes)} class folders; at most {MAX_CLASSES} are supported")
     index = {c: i for i, c in enumerate(classes)}
     x = np.empty((len(entries), size, size, 3), dtype=np.uint8)
     for i, (_, member) in enumerate(tqdm(entries, desc=f"decoding {what}", unit="img",
                                          disable=len(entries) < 2000, leave=False)):
-        try:
-            with Image.open(io.BytesIO(read(member))) as im:
-                x[i] = np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR))
-        except (OSError, ValueError, zipfile.BadZipFile) as exc:
-            raise DataError(f"{what}: cannot decode {member} ({exc}); the file is corrupt, "
-                            f"get a fresh copy from {url}") from None
+        x[i] = _decode(read, member, size=size, what=what, url=url)
     y = np.array([index[c] for c, _ in entries], dtype=np.int64)
     return {"x_train": x, "y_train": y, "classes": classes}
+
+
+def _decode(read, member: str, *, size: int, what: str, url: str) -> np.ndarray:
+    """One image as RGB ``size x size`` uint8. Images over Pillow's ``MAX_IMAGE_PIXELS`` (about 89
+    megapixels: decompression bombs) are refused before their pixels are decoded."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(read(member))) as im:
+                return np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InputError(f"{what}: {member} is too large to decode safely ({exc}); "
+                         f"resize it or remove it from the folder") from None
+    except (OSError, ValueError, zipfile.BadZipFile, SyntaxError) as exc:
+        raise DataError(f"{what}: cannot decode {member} ({exc}); the file is corrupt, "
+                        f"get a fresh copy from {url}") from None
 
 
 def _tree_source(root: Path, candidates: list[str]) -> Path | None:

@@ -1,7 +1,14 @@
 """Dataset registry and the protocol's splits: ``list_datasets()``, ``load_dataset(name, ...)``.
 
 Images are kept in memory as uint8 tensors ``(N, C, H, W)`` (PCam stays lazy on disk) so a batch
-is one index gather; labels are int64 tensors.
+is one index gather; labels are int64 tensors in ``0 .. MAX_CLASSES - 1``, with at least two
+classes.
+
+>>> d = load_dataset("digits", seed=0)          # scikit-learn's bundled 8x8 digits
+>>> tuple(d.x_train.shape), d.x_train.dtype, d.num_classes, d.augment
+((1294, 1, 8, 8), torch.uint8, 10, 'none')
+>>> get_dataset_info("npz:my.npz").augment       # data ngl does not know: never flips
+'shift,zoom'
 """
 from __future__ import annotations
 
@@ -13,12 +20,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..errors import InputError
+from ..registry import Registry
 from . import readers as R
+from .readers import MAX_CLASSES, check_labels
+from .augment import PROTOCOL_AUGMENT, USER_DATA_AUGMENT
 from .images import read_image_tree
 from .splits import PROTOCOL_SEED, add_label_noise, stratified_split, stratified_subset
 
-__all__ = ["DatasetInfo", "DataSplits", "register_dataset", "list_datasets", "get_dataset_info",
-           "load_dataset", "take"]
+__all__ = ["DatasetInfo", "DataSplits", "DATASETS", "register_dataset", "list_datasets",
+           "get_dataset_info", "load_dataset", "take", "MAX_CLASSES", "check_labels"]
+
 
 
 @dataclass(frozen=True)
@@ -28,8 +40,19 @@ class DatasetInfo:
     summary: str
     files: str                         # the native files expected under --data-dir
     source: str                        # where to get them
-    augment: bool = True               # protocol augmentation on by default (flip-safe data)
+    augment: str = PROTOCOL_AUGMENT    # default augmentation parts ("none" for none)
+    flip_safe: bool = True             # a horizontal flip never changes a label
     test_fraction: float = 0.2         # fixed stratified test hold-out when there is no official split
+
+    @property
+    def augment_why(self) -> str:
+        """Why :attr:`augment` is this dataset's default (one phrase, for ``ngl train``'s output)."""
+        if self.source == "your own data":
+            return (f"{self.name} is data ngl does not know: label-preserving shift/zoom only, no flips "
+                    f"(they change digits, text, handedness); --augment flip,shift,zoom to add them")
+        if self.augment == "none":
+            return f"{self.name}'s default: none; --augment shift,zoom to add some"
+        return f"{self.name}'s default: the protocol's; flips are safe for it"
 
 
 @dataclass
@@ -44,7 +67,9 @@ class DataSplits:
     y_test: Tensor
     num_classes: int
     classes: list[str] = field(default_factory=list)
-    augment: bool = True
+    augment: str = PROTOCOL_AUGMENT    # the dataset's default augmentation parts
+    augment_why: str = ""
+    flip_safe: bool = True
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -53,17 +78,18 @@ class DataSplits:
         return tuple(s[1:]) if isinstance(self.x_train, Tensor) else (s[3], s[1], s[2])
 
 
-_REGISTRY: dict[str, DatasetInfo] = {}
+#: every named dataset; ``folder:PATH`` and ``npz:PATH`` are accepted besides
+DATASETS: Registry[DatasetInfo] = Registry("dataset", hint="or folder:PATH, npz:PATH")
 
 
 def register_dataset(info: DatasetInfo) -> DatasetInfo:
-    _REGISTRY[info.name] = info
-    return info
+    """Add ``info`` to :data:`DATASETS` under ``info.name`` (a name already taken is an error)."""
+    return DATASETS.add(info.name, info)
 
 
 def list_datasets() -> list[str]:
     """Registered dataset names (``folder:PATH`` and ``npz:PATH`` are accepted too)."""
-    return list(_REGISTRY)
+    return DATASETS.names()
 
 
 def get_dataset_info(name: str) -> DatasetInfo:
@@ -71,15 +97,13 @@ def get_dataset_info(name: str) -> DatasetInfo:
         path = name[len("folder:"):]
         return DatasetInfo(name, lambda _d: read_image_tree(path, size=64, what=f"folder {path}"),
                            "your class-per-folder image tree (resized to 64x64)",
-                           "PATH/<class>/*.png|jpg|...", "your own data")
+                           "PATH/<class>/*.png|jpg|...", "your own data", augment=USER_DATA_AUGMENT,
+                           flip_safe=False)
     if name.startswith("npz:"):
         path = name[len("npz:"):]
         return DatasetInfo(name, lambda _d: R.read_npz(path), "your arrays x, y[, x_test, y_test]",
-                           "PATH.npz", "your own data")
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown dataset {name!r}; registered datasets: {', '.join(_REGISTRY)} "
-                       f"(or 'folder:PATH', 'npz:PATH')")
-    return _REGISTRY[name]
+                           "PATH.npz", "your own data", augment=USER_DATA_AUGMENT, flip_safe=False)
+    return DATASETS.get(name)
 
 
 def _nchw(x) -> object:
@@ -113,8 +137,11 @@ def load_dataset(name: str, *, data_dir: str | Path | None = None, seed: int = 0
     info = get_dataset_info(name)
     raw = info.read(R.env_data_dir(data_dir))
     x, y = raw["x_train"], np.asarray(raw["y_train"], dtype=np.int64)
+    check_labels(y, f"dataset {name!r}")
+    _require_two_classes(name, y)
     if "x_test" in raw:
         x_test, y_test = raw["x_test"], np.asarray(raw["y_test"], dtype=np.int64)
+        check_labels(y_test, f"dataset {name!r} (test split)")
     else:
         keep, hold = stratified_split(y, info.test_fraction, seed=PROTOCOL_SEED)
         x_test, y_test = _subset(x, hold), y[hold]
@@ -125,10 +152,18 @@ def load_dataset(name: str, *, data_dir: str | Path | None = None, seed: int = 0
     sub = stratified_subset(y, train_fraction, seed=seed)
     if len(sub) < len(y):
         x, y = _subset(x, sub), y[sub]
-    num_classes = max(len(raw.get("classes", [])), int(max(y.max(initial=0), y_test.max(initial=0))) + 1)
+    top = max(int(a.max(initial=0)) for a in (y, y_val, y_test))
+    num_classes = max(len(raw.get("classes", [])), top + 1)
     y = add_label_noise(y, label_noise, num_classes, seed=seed)
     if len(y) == 0:
-        raise ValueError(f"dataset {name!r} has no training samples after the splits")
+        raise InputError(f"dataset {name!r} has no training samples after the splits")
     return DataSplits(name, _nchw(x), torch.from_numpy(y), _nchw(x_val), torch.from_numpy(y_val),
                       _nchw(x_test), torch.from_numpy(y_test), num_classes,
-                      list(raw.get("classes", [])), info.augment)
+                      list(raw.get("classes", [])), info.augment, info.augment_why, info.flip_safe)
+
+
+def _require_two_classes(name: str, y: np.ndarray) -> None:
+    present = np.unique(y)
+    if len(present) < 2:
+        only = f"only label {int(present[0])}" if len(present) else "no labels"
+        raise InputError(f"dataset {name!r} has a single class ({only}); a classifier needs at least 2")
