@@ -151,13 +151,15 @@ class _BasicBlock(nn.Module):
 
 
 def _resnet_small(*, num_classes: int, in_channels: int, image_size: int,
-                  widths: tuple[int, int, int] = (16, 32, 64)) -> nn.Module:
-    """3x3 stem, three basic blocks (stride 1, 2, 2), global average pool, linear. Inputs above
-    40 px get a stride-2 stem, so 64 px costs about what 32 px does."""
-    stem_stride = 2 if image_size > 40 else 1
+                  widths: tuple[int, int, int] = (32, 64, 128)) -> nn.Module:
+    """3x3 conv stem and 2x2 max pool, three basic blocks (stride 1, 2, 2), global average pool,
+    linear. At 28 px the blocks run at 14, 7 and 4 px, so the net sees a whole digit yet costs less
+    per step than ``cnn_small`` (whose two 32-channel layers run at full size). Inputs above 40 px
+    get a stride-2 stem, so 64 px costs about what 32 px does."""
     w0, w1, w2 = widths
     return nn.Sequential(
-        nn.Conv2d(in_channels, w0, 3, stem_stride, 1, bias=False), nn.BatchNorm2d(w0), nn.ReLU(inplace=True),
+        nn.Conv2d(in_channels, w0, 3, 2 if image_size > 40 else 1, 1, bias=False), nn.BatchNorm2d(w0),
+        nn.ReLU(inplace=True), nn.MaxPool2d(2),
         _BasicBlock(w0, w0, 1), _BasicBlock(w0, w1, 2), _BasicBlock(w1, w2, 2),
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(w2, num_classes))
 
@@ -167,8 +169,8 @@ for _info in [
     ModelInfo("cnn_small", _cnn_small, "3 conv-BN-ReLU layers, max pool, global average pool (CPU, seconds)",
               min_size=2, cpu_threads=1),
     ModelInfo("resnet_small", _resnet_small,
-              "small ResNet: 3x3 stem, 3 basic blocks (16/32/64), average pool; for 17-64 px images (CPU, minutes)",
-              min_size=4),
+              "small ResNet: 3x3 stem + max pool, 3 basic blocks (32/64/128), average pool; 17-64 px images (CPU, minutes)",
+              min_size=8, cpu_threads=1),
     ModelInfo("resnet50", _resnet50, "torchvision ResNet50 (weights=None), global max pool, paper head",
               in_channels=3, min_size=32, upsample_to=200),
     ModelInfo("inception_v3", _inception_v3,

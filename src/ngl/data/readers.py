@@ -101,7 +101,11 @@ _CIFAR = {
 
 
 def _get(d: dict, key: str):
-    return d[key] if key in d else d[key.encode()]
+    """``d[key]``, the Python 2 pickles' bytes key ``d[b"key"]``, else ``KeyError(key)``."""
+    for k in (key, key.encode()):
+        if k in d:
+            return d[k]
+    raise KeyError(key)
 
 
 def read_cifar(root: str | Path, name: str) -> dict:
