@@ -227,3 +227,4 @@ def test_empty_npz_files_get_context(tmp_path, capsys, make, match):
         load_dataset(f"npz:{path}")
     code, err = _cli(capsys, "--dataset", f"npz:{path}", "--out", tmp_path / "o")
     assert code == 2 and "empty.npz" in err
+    assert not (tmp_path / "o").exists()                  # refused before anything was written

@@ -64,8 +64,9 @@ class TrainConfig:
     val_fraction: float = opt(0.1, "stratified validation hold-out of train (random_state 42)",
                               group=_PROTOCOL)
     augment: bool | str | None = opt(
-        None, "comma list of flip, shift, zoom, or none (default: per dataset; flips only on "
-              "flip-safe datasets, never on npz:/folder: data)", group=_PROTOCOL, metavar="PARTS")
+        None, "comma list of flip, shift, zoom, or none (default: per dataset: the protocol's on "
+              "flip-safe datasets such as CIFAR, none on digits and on npz:/folder: data)",
+        group=_PROTOCOL, metavar="PARTS")
     image_size: int | None = opt(None, "model input side; small images are upsampled (default: the "
                                        "model's, e.g. 32 -> 256 for resnet50/inception_v3)", group=_PROTOCOL)
     plateau_factor: float = opt(0.2, "ReduceLROnPlateau factor", group=_PROTOCOL)

@@ -131,6 +131,7 @@ class Run:
         doc = {**self.cfg.to_dict(), "resolved_model": c["model"], "resolved_image_size": c["image_size"],
                "resolved_augment": c["augment"], "resolved_device": str(self.device)}
         with writing(self.out / "config.json"):
+            self.out.mkdir(parents=True, exist_ok=True)
             write_json_atomic(self.out / "config.json", doc)
 
     def save_checkpoint(self, state: RunState) -> None:
@@ -188,8 +189,9 @@ def _config_diff(saved: dict, cfg: dict) -> list[str]:
 
 
 def prepare_out(out_dir: str | Path | None, cfg: Any, *, resume: bool, overwrite: bool) -> Path | None:
-    """The output folder, created; refuses a file, another config's run, and (without ``resume``)
-    a finished run, unless ``overwrite`` (which removes the previous run's files)."""
+    """The output folder (created later, with config.json); refuses a file, a read-only folder,
+    another config's run, and (without ``resume``) a finished run, unless ``overwrite`` (which
+    removes the previous run's files)."""
     if out_dir is None:
         return None
     out = Path(out_dir)
@@ -197,13 +199,13 @@ def prepare_out(out_dir: str | Path | None, cfg: Any, *, resume: bool, overwrite
         raise OutputError(f"--out {out} is a file; give a folder (new or holding this run)")
     if out.is_dir() and not overwrite:
         _refuse_other_run(out, cfg, resume=resume)
-    with writing(out):
-        out.mkdir(parents=True, exist_ok=True)
-        if overwrite:
-            for name in OUTPUT_FILES:
-                (out / name).unlink(missing_ok=True)
-        if not os.access(out, os.W_OK):
-            raise PermissionError(errno.EACCES, "the folder is read-only")
+    if out.is_dir():                                        # created when the config is written
+        with writing(out):
+            if not os.access(out, os.W_OK):
+                raise PermissionError(errno.EACCES, "the folder is read-only")
+            if overwrite:
+                for name in OUTPUT_FILES:
+                    (out / name).unlink(missing_ok=True)
     return out
 
 

@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "train", help="train a model on a dataset with a loss (the paper's protocol)",
         description="Train one model with one loss under the published protocol: Adam, "
                     "ReduceLROnPlateau on validation accuracy, zoom/shift/flip augmentation on flip-safe "
-                    "datasets (shift/zoom on your own data), 10% validation hold-out. Datasets are read "
+                    "datasets (none on your own data unless --augment), 10% validation hold-out. Datasets are read "
                     "from native files in --data-dir, never downloaded. Writes config.json, "
                     "history.csv/.json, result.json, learning_curve.png and checkpoint.pt (resumed when "
                     "the config matches) to --out. Settings: flag > --config file > default.",

@@ -7,8 +7,8 @@ classes.
 >>> d = load_dataset("digits", seed=0)          # scikit-learn's bundled 8x8 digits
 >>> tuple(d.x_train.shape), d.x_train.dtype, d.num_classes, d.augment
 ((1294, 1, 8, 8), torch.uint8, 10, 'none')
->>> get_dataset_info("npz:my.npz").augment       # data ngl does not know: never flips
-'shift,zoom'
+>>> get_dataset_info("npz:my.npz").augment       # data ngl does not know: nothing by default
+'none'
 """
 from __future__ import annotations
 
@@ -48,8 +48,8 @@ class DatasetInfo:
     def augment_why(self) -> str:
         """Why :attr:`augment` is this dataset's default (one phrase, for ``ngl train``'s output)."""
         if self.source == "your own data":
-            return (f"{self.name} is data ngl does not know: label-preserving shift/zoom only, no flips "
-                    f"(they change digits, text, handedness); --augment flip,shift,zoom to add them")
+            return (f"{self.name} is data ngl does not know: no augmentation by default, never flips "
+                    f"(they change digits, text, handedness); --augment shift,zoom to add some")
         if self.augment == "none":
             return f"{self.name}'s default: none; --augment shift,zoom to add some"
         return f"{self.name}'s default: the protocol's; flips are safe for it"
