@@ -179,6 +179,30 @@ def test_cli_help_lists_registries(capsys):
     text = capsys.readouterr().out
     for name in list_datasets() + list_models() + list_losses() + ["folder:PATH", "npz:PATH", "expr:"]:
         assert name in text
+    assert "10% validation" in text and "%%" not in text
+
+
+def test_flags_are_generated_from_the_config_and_layered_over_the_file(tmp_path):
+    """Every TrainConfig field has a flag; flag > --config file > default, even when the flag
+    repeats the default value."""
+    from dataclasses import fields
+
+    from ngl.cli import build_parser, parse
+    from ngl.commands.train import config_from_args
+
+    parser = build_parser()
+    f = tmp_path / "c.json"
+    f.write_text(json.dumps({"epochs": 3, "lr": 0.01, "augment": "shift", "resolved_model": "x"}))
+    args = parse(parser, ["train", "--config", str(f), "--epochs", "20"])
+    cfg = config_from_args(args)
+    assert (cfg.epochs, cfg.lr, cfg.augment, cfg.model) == (20, 0.01, "shift", "auto")
+    assert config_from_args(parse(build_parser(), ["train"])) == TrainConfig()
+    help_text = build_parser()._subparsers._group_actions[0].choices["train"].format_help()
+    for fld in fields(TrainConfig):
+        assert "--" + fld.name.replace("_", "-") in help_text
+    f.write_text(json.dumps({"epochs": "3"}))
+    with pytest.raises(TypeError, match="TrainConfig.epochs must be int"):
+        parse(build_parser(), ["train", "--config", str(f)])
 
 
 def test_cli_trains_and_reports(tmp_path, capsys):
