@@ -167,7 +167,7 @@ def test_wrongly_typed_fields_are_refused_not_coerced(tmp_path, capsys, doc, mat
 
 @pytest.mark.parametrize("flag,value,match", [
     ("--image-size", 100000, r"image_size must be in 1..2048"),
-    ("--min-lr", -1e-4, r"min_lr must be in \[0, lr\]"),
+    ("--min-lr", -1e-4, r"min_lr must be >= 0"),
     ("--plateau-patience", -1, r"plateau_patience must be >= 0"),
     ("--seed", -2, r"seed must be >= 0"),
     ("--augment", "flip,rotate", r"unknown augmentation 'rotate'"),

@@ -118,7 +118,7 @@ class TrainConfig:
             ("threads", opt_min(self.threads, 1), ">= 1 or None"),
             ("plateau_factor", 0 < self.plateau_factor < 1, "in (0, 1)"),
             ("plateau_patience", self.plateau_patience >= 0, ">= 0"),
-            ("min_lr", 0 <= self.min_lr <= self.lr, "in [0, lr]"),
+            ("min_lr", self.min_lr >= 0, ">= 0"),
             ("eval_batch_size", self.eval_batch_size >= 1, ">= 1"),
             ("dataset", bool(self.dataset), "a dataset name, folder:PATH or npz:PATH"),
             ("model", bool(self.model), "a model name or 'auto'"),
