@@ -10,8 +10,9 @@ accuracy (factor 0.2, patience 5, min_lr 1e-4), zoom 0.2 / shift 0.1 / horizonta
 for flip-safe datasets, 10% of train held out for validation (random_state 42), images scaled to
 [-1, 1]. A registered loss's ``penalty(model)`` (CE + L2) is added to every step's loss.
 
-On data ngl does not know (``npz:``, ``folder:``) the defaults avoid label-changing augmentation
-(no flips: digits, text, handedness) and pick the model by input size (:func:`ngl.models.choose_model`).
+On data ngl does not know (``npz:``, ``folder:``) the defaults use no augmentation (never a flip:
+it changes digits, text, handedness) and ``model="auto"`` picks the model by input size
+(:func:`ngl.models.choose_model`); ``train`` prints both choices and why.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import time
 import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+
 import torch
 from torch import Tensor, nn
 
