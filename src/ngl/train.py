@@ -207,7 +207,8 @@ def train_one_epoch(run: Run, state: RunState, epoch: int) -> tuple[float, float
     from .data import take
 
     model.train()
-    n = len(run.y_train)
+    y_train = run.data.y_train                     # on the device (CUDA: moved once in setup)
+    n = len(y_train)
     perm = torch.randperm(n, generator=run.gen)
     if n % cfg.batch_size == 1 and n > 1:          # BatchNorm cannot train on one sample
         perm = perm[:-1]
@@ -219,7 +220,7 @@ def train_one_epoch(run: Run, state: RunState, epoch: int) -> tuple[float, float
     for start in bar:
         idx = perm[start:start + cfg.batch_size]
         xb = run.prep(take(run.data.x_train, idx), train=True)
-        yb = run.y_train[idx.to(device)] if device.type != "cpu" else run.y_train[idx]
+        yb = y_train[idx.to(y_train.device)]
         loss, logits = _step(run, xb, yb)
         state.steps += 1
         loss_sum += loss * len(idx)

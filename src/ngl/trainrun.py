@@ -115,10 +115,6 @@ class Run:
     out: Path | None = None
     progress: bool = False
 
-    @property
-    def y_train(self) -> Tensor:
-        return self.data.y_train.to(self.device) if self.device.type != "cpu" else self.data.y_train
-
     def choice_lines(self) -> list[str]:
         """One line each: the model and the augmentation used, and why."""
         c = self.choices
@@ -297,6 +293,7 @@ def _to_device(data: Any, device: torch.device) -> None:
     if device.type != "cuda":
         return
     torch.backends.cudnn.benchmark = True
+    data.y_train = data.y_train.to(device)
     for split in ("x_train", "x_val", "x_test"):
         x = getattr(data, split)
         if isinstance(x, Tensor) and x.numel() * x.element_size() < 4 << 30:
