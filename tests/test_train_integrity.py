@@ -165,6 +165,12 @@ def test_wrongly_typed_fields_are_refused_not_coerced(tmp_path, capsys, doc, mat
         assert code == 2 and len(err.splitlines()) == 1 and "must be" in err
 
 
+def test_config_file_nested_too_deeply_is_one_line(tmp_path, capsys):
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    code, err = _cli(capsys, "--config", tmp_path / "deep.json", "--out", tmp_path / "o")
+    assert code == 2 and len(err.splitlines()) == 1 and "deep.json" in err
+
+
 @pytest.mark.parametrize("flag,value,match", [
     ("--image-size", 100000, r"image_size must be in 1..2048"),
     ("--min-lr", -1e-4, r"min_lr must be >= 0"),
