@@ -14,6 +14,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from ..errors import InputError
+from .catalog import dataset
 from .readers import MAX_CLASSES, DataError, _missing
 
 __all__ = ["read_image_tree", "read_caltech101", "read_malaria", "read_colorectal"]
@@ -126,6 +127,8 @@ def _tree_source(root: Path, candidates: list[str]) -> Path | None:
     return None
 
 
+@dataset("caltech101", "Caltech-101, 101 classes (BACKGROUND_Google excluded), resized to 128x128",
+         "101_ObjectCategories/<class>/*.jpg", "https://data.caltech.edu/records/mzrjq-6wc02")
 def read_caltech101(root: str | Path, *, size: int = 128) -> dict:
     """Caltech-101 from ``101_ObjectCategories/`` (also under ``caltech101/``); the
     ``BACKGROUND_Google`` clutter class is excluded as torchvision does."""
@@ -139,6 +142,9 @@ def read_caltech101(root: str | Path, *, size: int = 128) -> dict:
                            cache_dir=root / ".ngl_cache")
 
 
+@dataset("malaria", "NIH malaria cell images, 2 classes, 27,558, resized to 64x64",
+         "cell_images.zip or cell_images/{Parasitized,Uninfected}/*.png",
+         "https://lhncbc.nlm.nih.gov/LHC-research/LHC-projects/image-processing/malaria-datasheet.html")
 def read_malaria(root: str | Path, *, size: int = 64) -> dict:
     """NIH malaria cells from ``cell_images/{Parasitized,Uninfected}`` or ``cell_images.zip``."""
     root = Path(root)
@@ -151,6 +157,8 @@ def read_malaria(root: str | Path, *, size: int = 64) -> dict:
     return read_image_tree(src, size=size, what="malaria", url=url, cache_dir=root / ".ngl_cache")
 
 
+@dataset("colorectal_histology", "Kather 2016 colorectal histology tiles, 8 classes, 5,000, 150x150",
+         "Kather_texture_2016_image_tiles_5000.zip or its folder", "https://zenodo.org/record/53169")
 def read_colorectal(root: str | Path, *, size: int = 150) -> dict:
     """Kather 2016 colorectal histology tiles (8 class folders of .tif), folder or original zip."""
     root = Path(root)

@@ -28,6 +28,7 @@ from typing import Iterable
 import numpy as np
 
 from ..errors import InputError, MissingFileError
+from .catalog import dataset
 
 __all__ = ["read_cifar", "read_idx", "read_fashion_mnist", "read_pcam", "read_digits", "read_npz",
            "restricted_loads", "DataError", "H5Images", "env_data_dir", "MAX_CLASSES", "check_labels"]
@@ -62,6 +63,12 @@ def _missing(what: str, where: Iterable[Path], url: str) -> DataError:
     places = " or ".join(str(p) for p in where)
     return DataError(f"{what} not found or unreadable at {places}; get it from {url} "
                      f"(ngl never downloads) and pass its folder with --data-dir")
+
+
+@dataset("digits", "scikit-learn's bundled 8x8 handwritten digits, 1,797 images, 10 classes (embedded)",
+         "(none: ships with scikit-learn)", "scikit-learn", augment="none", flip_safe=False)
+def _digits(_root: Path) -> dict:
+    return read_digits()                           # defined below, with the user arrays
 
 
 # --------------------------------------------------------------------------- restricted unpickling
@@ -182,6 +189,21 @@ def _cifar_batch(read, member: str, label_key: str, *, where: str, url: str) -> 
     return x, y
 
 
+_KRIZ = "https://www.cs.toronto.edu/~kriz/cifar.html"
+
+
+@dataset("cifar10", "CIFAR-10, 32x32 RGB, 10 classes, 50k/10k",
+         "cifar-10-batches-py/ or cifar-10-python.tar.gz", _KRIZ)
+def _cifar10(root: Path) -> dict:
+    return read_cifar(root, "cifar10")
+
+
+@dataset("cifar100", "CIFAR-100, 32x32 RGB, 100 classes, 50k/10k",
+         "cifar-100-python/ or cifar-100-python.tar.gz", _KRIZ)
+def _cifar100(root: Path) -> dict:
+    return read_cifar(root, "cifar100")
+
+
 # --------------------------------------------------------------------------- IDX (Fashion-MNIST)
 _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
@@ -209,6 +231,9 @@ def _find(root: Path, names: list[str], subdirs: list[str]) -> Path | None:
     return None
 
 
+@dataset("fashion_mnist", "Fashion-MNIST, 28x28 gray, 10 classes, 60k/10k",
+         "{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]", "https://github.com/zalandoresearch/fashion-mnist",
+         augment="none")
 def read_fashion_mnist(root: str | Path) -> dict:
     """Fashion-MNIST from ``{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]`` in ``root``,
     ``root/fashion_mnist`` or torchvision's ``root/FashionMNIST/raw``."""
@@ -276,6 +301,8 @@ class H5Images:
         return {**self.__dict__, "_file": None}
 
 
+@dataset("pcam", "PatchCamelyon, 96x96 RGB, 2 classes, 262k/33k (lazy HDF5)",
+         "camelyonpatch_level_2_split_{train,test}_{x,y}.h5", "https://github.com/basveeling/pcam")
 def read_pcam(root: str | Path) -> dict:
     """PatchCamelyon from ``camelyonpatch_level_2_split_{train,test}_{x,y}.h5`` (lazy images)."""
     import h5py

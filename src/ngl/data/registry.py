@@ -14,45 +14,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from ..errors import InputError
-from ..registry import Registry
+from . import images as _images  # noqa: F401  (registers its datasets)
 from . import readers as R
-from .readers import MAX_CLASSES, check_labels
 from .augment import PROTOCOL_AUGMENT, USER_DATA_AUGMENT
+from .catalog import DATASETS, USER_DATA_SOURCE, DatasetInfo, register_dataset
 from .images import read_image_tree
+from .readers import MAX_CLASSES, check_labels
 from .splits import PROTOCOL_SEED, add_label_noise, stratified_split, stratified_subset
 
 __all__ = ["DatasetInfo", "DataSplits", "DATASETS", "register_dataset", "list_datasets",
            "get_dataset_info", "load_dataset", "take", "MAX_CLASSES", "check_labels"]
-
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    name: str
-    read: Callable[[Path], dict]       # data_dir -> reader dict (x_train, y_train[, x_test, y_test], classes)
-    summary: str
-    files: str                         # the native files expected under --data-dir
-    source: str                        # where to get them
-    augment: str = PROTOCOL_AUGMENT    # default augmentation parts ("none" for none)
-    flip_safe: bool = True             # a horizontal flip never changes a label
-    test_fraction: float = 0.2         # fixed stratified test hold-out when there is no official split
-
-    @property
-    def augment_why(self) -> str:
-        """Why :attr:`augment` is this dataset's default (one phrase, for ``ngl train``'s output)."""
-        if self.source == "your own data":
-            return (f"{self.name} is data ngl does not know: no augmentation by default, never flips "
-                    f"(they change digits, text, handedness); --augment shift,zoom to add some")
-        if self.augment == "none":
-            return f"{self.name}'s default: none; --augment shift,zoom to add some"
-        return f"{self.name}'s default: the protocol's; flips are safe for it"
 
 
 @dataclass
@@ -78,15 +55,6 @@ class DataSplits:
         return tuple(s[1:]) if isinstance(self.x_train, Tensor) else (s[3], s[1], s[2])
 
 
-#: every named dataset; ``folder:PATH`` and ``npz:PATH`` are accepted besides
-DATASETS: Registry[DatasetInfo] = Registry("dataset", hint="or folder:PATH, npz:PATH")
-
-
-def register_dataset(info: DatasetInfo) -> DatasetInfo:
-    """Add ``info`` to :data:`DATASETS` under ``info.name`` (a name already taken is an error)."""
-    return DATASETS.add(info.name, info)
-
-
 def list_datasets() -> list[str]:
     """Registered dataset names (``folder:PATH`` and ``npz:PATH`` are accepted too)."""
     return DATASETS.names()
@@ -97,12 +65,12 @@ def get_dataset_info(name: str) -> DatasetInfo:
         path = name[len("folder:"):]
         return DatasetInfo(name, lambda _d: read_image_tree(path, size=64, what=f"folder {path}"),
                            "your class-per-folder image tree (resized to 64x64)",
-                           "PATH/<class>/*.png|jpg|...", "your own data", augment=USER_DATA_AUGMENT,
+                           "PATH/<class>/*.png|jpg|...", USER_DATA_SOURCE, augment=USER_DATA_AUGMENT,
                            flip_safe=False)
     if name.startswith("npz:"):
         path = name[len("npz:"):]
         return DatasetInfo(name, lambda _d: R.read_npz(path), "your arrays x, y[, x_test, y_test]",
-                           "PATH.npz", "your own data", augment=USER_DATA_AUGMENT, flip_safe=False)
+                           "PATH.npz", USER_DATA_SOURCE, augment=USER_DATA_AUGMENT, flip_safe=False)
     return DATASETS.get(name)
 
 
