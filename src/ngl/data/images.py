@@ -81,8 +81,8 @@ def read_image_tree(source: str | Path, *, size: int, exclude: Iterable[str] = (
             tmp = cache.with_name(cache.name + ".tmp.npz")
             np.savez(tmp, x=out["x_train"], y=out["y_train"], classes=np.array(out["classes"]))
             os.replace(tmp, cache)
-        except OSError:
-            pass
+        except OSError:                                       # a cache is optional; leave no temp file
+            cache.with_name(cache.name + ".tmp.npz").unlink(missing_ok=True)
     return out
 
 
