@@ -5,6 +5,8 @@ import csv
 import json
 
 import pytest
+
+from ngl.errors import UserError
 import torch
 
 import ngl.train as T
@@ -21,7 +23,7 @@ def test_config_round_trip_and_unknown_keys():
     cfg = TrainConfig(loss="focal", loss_kwargs={"gamma": 1.5}, augment=True, image_size=16)
     d = cfg.to_dict()
     assert json.loads(json.dumps(d)) == d and TrainConfig.from_dict(d) == cfg
-    with pytest.raises(ValueError, match=r"unknown TrainConfig keys \['epoch', 'lrate'\]"):
+    with pytest.raises(ValueError, match=r"unknown TrainConfig key 'epoch' \(did you mean 'epochs'\?\)"):
         TrainConfig.from_dict({"epoch": 3, "lrate": 0.1})
 
 
@@ -33,11 +35,11 @@ def test_bad_configs_raise_before_training(field, value):
 
 
 def test_unknown_names_and_missing_data_raise(tmp_path):
-    with pytest.raises(ValueError, match="registered datasets"):
+    with pytest.raises(KeyError, match="unknown dataset 'mnist'"):
         train(TrainConfig(**{**FAST, "dataset": "mnist"}), progress=False)
-    with pytest.raises(ValueError, match="registered models"):
+    with pytest.raises(KeyError, match="unknown model 'vgg'"):
         train(TrainConfig(**{**FAST, "model": "vgg"}), progress=False)
-    with pytest.raises(ValueError, match="unknown loss .hinge.; registered: ce"):
+    with pytest.raises(UserError, match="unknown loss .hinge.; registered: ce"):
         train(TrainConfig(**{**FAST, "loss": "hinge"}), progress=False)
     with pytest.raises(FileNotFoundError, match="cifar-10-python.tar.gz"):
         train(TrainConfig(**{**FAST, "dataset": "cifar10", "data_dir": str(tmp_path)}), progress=False)
@@ -62,7 +64,7 @@ def test_run_is_deterministic_and_learns(tmp_path):
     saved = json.loads((out / "result.json").read_text())
     assert saved["test_accuracy"] == a.test_accuracy and saved["config"] == cfg.to_dict()
     conf = json.loads((out / "config.json").read_text())
-    assert conf["resolved_augment"] is False and conf["resolved_image_size"] == 8
+    assert conf["resolved_augment"] == "none" and conf["resolved_image_size"] == 8
     rows = list(csv.DictReader(open(out / "history.csv")))
     assert [float(r["val_accuracy"]) for r in rows] == [h["val_accuracy"] for h in a.history]
     assert json.loads((out / "history.json").read_text()) == a.history
@@ -76,9 +78,9 @@ def trained_models(monkeypatch):
     real_setup = T._setup
 
     def spy(cfg):
-        out = real_setup(cfg)
-        models.append(out[2])
-        return out
+        run = real_setup(cfg)
+        models.append(run.model)
+        return run
     monkeypatch.setattr(T, "_setup", spy)
     return models
 
@@ -125,7 +127,7 @@ def test_exceptions_in_the_loop_are_recorded(monkeypatch):
         raise RuntimeError("boom\nsecond line")
     monkeypatch.setattr(T, "evaluate", boom)
     r = train(TrainConfig(**FAST), progress=False)
-    assert r.status == "failed" and r.error == "RuntimeError: boom" and r.steps > 0
+    assert r.status == "failed" and r.error == "RuntimeError: boom second line" and r.steps > 0
 
 
 def test_ce_l2_penalty_is_added_by_the_trainer(trained_models):
@@ -168,7 +170,7 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path, monkey
 
 def test_augmentation_default_and_override(tmp_path):
     r = train(TrainConfig(**{**FAST, "epochs": 1, "augment": True}), out_dir=tmp_path, progress=False)
-    assert json.loads((tmp_path / "config.json").read_text())["resolved_augment"] is True
+    assert json.loads((tmp_path / "config.json").read_text())["resolved_augment"] == "flip,shift,zoom"
     plain = train(TrainConfig(**{**FAST, "epochs": 1}), progress=False)
     assert r.history[0]["loss"] != plain.history[0]["loss"]
 
@@ -179,6 +181,30 @@ def test_cli_help_lists_registries(capsys):
     text = capsys.readouterr().out
     for name in list_datasets() + list_models() + list_losses() + ["folder:PATH", "npz:PATH", "expr:"]:
         assert name in text
+    assert "10% validation" in text and "%%" not in text
+
+
+def test_flags_are_generated_from_the_config_and_layered_over_the_file(tmp_path):
+    """Every TrainConfig field has a flag; flag > --config file > default, even when the flag
+    repeats the default value."""
+    from dataclasses import fields
+
+    from ngl.cli import build_parser, parse
+    from ngl.commands.train import config_from_args
+
+    parser = build_parser()
+    f = tmp_path / "c.json"
+    f.write_text(json.dumps({"epochs": 3, "lr": 0.01, "augment": "shift", "resolved_model": "x"}))
+    args = parse(parser, ["train", "--config", str(f), "--epochs", "20"])
+    cfg = config_from_args(args)
+    assert (cfg.epochs, cfg.lr, cfg.augment, cfg.model) == (20, 0.01, "shift", "auto")
+    assert config_from_args(parse(build_parser(), ["train"])) == TrainConfig()
+    help_text = build_parser()._subparsers._group_actions[0].choices["train"].format_help()
+    for fld in fields(TrainConfig):
+        assert "--" + fld.name.replace("_", "-") in help_text
+    f.write_text(json.dumps({"epochs": "3"}))
+    with pytest.raises(TypeError, match="TrainConfig.epochs must be int"):
+        parse(build_parser(), ["train", "--config", str(f)])
 
 
 def test_cli_trains_and_reports(tmp_path, capsys):
@@ -242,7 +268,8 @@ def test_restore_best_reports_the_best_validation_weights(tmp_path):
     saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert saved["best_val"] == max(h["val_accuracy"] for h in res.history)
     assert saved["best_val"] > res.history[-1]["val_accuracy"]      # the best epoch is not the last
-    _, data, model, _, prep, _, _ = _setup(cfg)
+    run = _setup(cfg)
+    data, model, prep = run.data, run.model, run.prep
     model.load_state_dict(saved["best_model"])
     assert res.test_accuracy == evaluate(model, data.x_test, data.y_test, prep)
     model.load_state_dict(saved["model"])                      # the last epoch's weights

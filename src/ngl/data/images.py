@@ -6,13 +6,16 @@ import hashlib
 import io
 import os
 import re
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
 
-from .readers import DataError, _missing
+from ..errors import InputError
+from .catalog import dataset
+from .readers import MAX_CLASSES, DataError, _missing
 
 __all__ = ["read_image_tree", "read_caltech101", "read_malaria", "read_colorectal"]
 
@@ -78,28 +81,42 @@ def read_image_tree(source: str | Path, *, size: int, exclude: Iterable[str] = (
             tmp = cache.with_name(cache.name + ".tmp.npz")
             np.savez(tmp, x=out["x_train"], y=out["y_train"], classes=np.array(out["classes"]))
             os.replace(tmp, cache)
-        except OSError:
-            pass
+        except OSError:                                       # a cache is optional; leave no temp file
+            cache.with_name(cache.name + ".tmp.npz").unlink(missing_ok=True)
     return out
 
 
 def _decode_tree(entries, read, *, size: int, what: str, url: str) -> dict:
-    from PIL import Image
     from tqdm.auto import tqdm
 
     classes = sorted({c for c, _ in entries})
+    if len(classes) > MAX_CLASSES:
+        raise InputError(f"{what}: {len(classes)} class folders; at most {MAX_CLASSES} are supported")
     index = {c: i for i, c in enumerate(classes)}
     x = np.empty((len(entries), size, size, 3), dtype=np.uint8)
     for i, (_, member) in enumerate(tqdm(entries, desc=f"decoding {what}", unit="img",
                                          disable=len(entries) < 2000, leave=False)):
-        try:
-            with Image.open(io.BytesIO(read(member))) as im:
-                x[i] = np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR))
-        except (OSError, ValueError, zipfile.BadZipFile) as exc:
-            raise DataError(f"{what}: cannot decode {member} ({exc}); the file is corrupt, "
-                            f"get a fresh copy from {url}") from None
+        x[i] = _decode(read, member, size=size, what=what, url=url)
     y = np.array([index[c] for c, _ in entries], dtype=np.int64)
     return {"x_train": x, "y_train": y, "classes": classes}
+
+
+def _decode(read, member: str, *, size: int, what: str, url: str) -> np.ndarray:
+    """One image as RGB ``size x size`` uint8. Images over Pillow's ``MAX_IMAGE_PIXELS`` (about 89
+    megapixels: decompression bombs) are refused before their pixels are decoded."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(read(member))) as im:
+                return np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InputError(f"{what}: {member} is too large to decode safely ({exc}); "
+                         f"resize it or remove it from the folder") from None
+    except (OSError, ValueError, zipfile.BadZipFile, SyntaxError) as exc:
+        raise DataError(f"{what}: cannot decode {member} ({exc}); the file is corrupt, "
+                        f"get a fresh copy from {url}") from None
 
 
 def _tree_source(root: Path, candidates: list[str]) -> Path | None:
@@ -110,6 +127,8 @@ def _tree_source(root: Path, candidates: list[str]) -> Path | None:
     return None
 
 
+@dataset("caltech101", "Caltech-101, 101 classes (BACKGROUND_Google excluded), resized to 128x128",
+         "101_ObjectCategories/<class>/*.jpg", "https://data.caltech.edu/records/mzrjq-6wc02")
 def read_caltech101(root: str | Path, *, size: int = 128) -> dict:
     """Caltech-101 from ``101_ObjectCategories/`` (also under ``caltech101/``); the
     ``BACKGROUND_Google`` clutter class is excluded as torchvision does."""
@@ -123,6 +142,9 @@ def read_caltech101(root: str | Path, *, size: int = 128) -> dict:
                            cache_dir=root / ".ngl_cache")
 
 
+@dataset("malaria", "NIH malaria cell images, 2 classes, 27,558, resized to 64x64",
+         "cell_images.zip or cell_images/{Parasitized,Uninfected}/*.png",
+         "https://lhncbc.nlm.nih.gov/LHC-research/LHC-projects/image-processing/malaria-datasheet.html")
 def read_malaria(root: str | Path, *, size: int = 64) -> dict:
     """NIH malaria cells from ``cell_images/{Parasitized,Uninfected}`` or ``cell_images.zip``."""
     root = Path(root)
@@ -135,6 +157,8 @@ def read_malaria(root: str | Path, *, size: int = 64) -> dict:
     return read_image_tree(src, size=size, what="malaria", url=url, cache_dir=root / ".ngl_cache")
 
 
+@dataset("colorectal_histology", "Kather 2016 colorectal histology tiles, 8 classes, 5,000, 150x150",
+         "Kather_texture_2016_image_tiles_5000.zip or its folder", "https://zenodo.org/record/53169")
 def read_colorectal(root: str | Path, *, size: int = 150) -> dict:
     """Kather 2016 colorectal histology tiles (8 class folders of .tif), folder or original zip."""
     root = Path(root)

@@ -1,35 +1,35 @@
 """Dataset registry and the protocol's splits: ``list_datasets()``, ``load_dataset(name, ...)``.
 
 Images are kept in memory as uint8 tensors ``(N, C, H, W)`` (PCam stays lazy on disk) so a batch
-is one index gather; labels are int64 tensors.
+is one index gather; labels are int64 tensors in ``0 .. MAX_CLASSES - 1``, with at least two
+classes.
+
+>>> d = load_dataset("digits", seed=0)          # scikit-learn's bundled 8x8 digits
+>>> tuple(d.x_train.shape), d.x_train.dtype, d.num_classes, d.augment
+((1294, 1, 8, 8), torch.uint8, 10, 'none')
+>>> get_dataset_info("npz:my.npz").augment       # data ngl does not know: nothing by default
+'none'
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from ..errors import InputError
+from . import images as _images  # noqa: F401  (registers its datasets)
 from . import readers as R
+from .augment import PROTOCOL_AUGMENT, USER_DATA_AUGMENT
+from .catalog import DATASETS, USER_DATA_SOURCE, DatasetInfo, register_dataset
 from .images import read_image_tree
+from .readers import MAX_CLASSES, check_labels
 from .splits import PROTOCOL_SEED, add_label_noise, stratified_split, stratified_subset
 
-__all__ = ["DatasetInfo", "DataSplits", "register_dataset", "list_datasets", "get_dataset_info",
-           "load_dataset", "take"]
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    name: str
-    read: Callable[[Path], dict]       # data_dir -> reader dict (x_train, y_train[, x_test, y_test], classes)
-    summary: str
-    files: str                         # the native files expected under --data-dir
-    source: str                        # where to get them
-    augment: bool = True               # protocol augmentation on by default (flip-safe data)
-    test_fraction: float = 0.2         # fixed stratified test hold-out when there is no official split
+__all__ = ["DatasetInfo", "DataSplits", "DATASETS", "register_dataset", "list_datasets",
+           "get_dataset_info", "load_dataset", "take", "MAX_CLASSES", "check_labels"]
 
 
 @dataclass
@@ -44,7 +44,9 @@ class DataSplits:
     y_test: Tensor
     num_classes: int
     classes: list[str] = field(default_factory=list)
-    augment: bool = True
+    augment: str = PROTOCOL_AUGMENT    # the dataset's default augmentation parts
+    augment_why: str = ""
+    flip_safe: bool = True
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -53,17 +55,9 @@ class DataSplits:
         return tuple(s[1:]) if isinstance(self.x_train, Tensor) else (s[3], s[1], s[2])
 
 
-_REGISTRY: dict[str, DatasetInfo] = {}
-
-
-def register_dataset(info: DatasetInfo) -> DatasetInfo:
-    _REGISTRY[info.name] = info
-    return info
-
-
 def list_datasets() -> list[str]:
     """Registered dataset names (``folder:PATH`` and ``npz:PATH`` are accepted too)."""
-    return list(_REGISTRY)
+    return DATASETS.names()
 
 
 def get_dataset_info(name: str) -> DatasetInfo:
@@ -71,15 +65,13 @@ def get_dataset_info(name: str) -> DatasetInfo:
         path = name[len("folder:"):]
         return DatasetInfo(name, lambda _d: read_image_tree(path, size=64, what=f"folder {path}"),
                            "your class-per-folder image tree (resized to 64x64)",
-                           "PATH/<class>/*.png|jpg|...", "your own data")
+                           "PATH/<class>/*.png|jpg|...", USER_DATA_SOURCE, augment=USER_DATA_AUGMENT,
+                           flip_safe=False)
     if name.startswith("npz:"):
         path = name[len("npz:"):]
         return DatasetInfo(name, lambda _d: R.read_npz(path), "your arrays x, y[, x_test, y_test]",
-                           "PATH.npz", "your own data")
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown dataset {name!r}; registered datasets: {', '.join(_REGISTRY)} "
-                       f"(or 'folder:PATH', 'npz:PATH')")
-    return _REGISTRY[name]
+                           "PATH.npz", USER_DATA_SOURCE, augment=USER_DATA_AUGMENT, flip_safe=False)
+    return DATASETS.get(name)
 
 
 def _nchw(x) -> object:
@@ -113,8 +105,11 @@ def load_dataset(name: str, *, data_dir: str | Path | None = None, seed: int = 0
     info = get_dataset_info(name)
     raw = info.read(R.env_data_dir(data_dir))
     x, y = raw["x_train"], np.asarray(raw["y_train"], dtype=np.int64)
+    check_labels(y, f"dataset {name!r}")
+    _require_two_classes(name, y)
     if "x_test" in raw:
         x_test, y_test = raw["x_test"], np.asarray(raw["y_test"], dtype=np.int64)
+        check_labels(y_test, f"dataset {name!r} (test split)")
     else:
         keep, hold = stratified_split(y, info.test_fraction, seed=PROTOCOL_SEED)
         x_test, y_test = _subset(x, hold), y[hold]
@@ -125,10 +120,18 @@ def load_dataset(name: str, *, data_dir: str | Path | None = None, seed: int = 0
     sub = stratified_subset(y, train_fraction, seed=seed)
     if len(sub) < len(y):
         x, y = _subset(x, sub), y[sub]
-    num_classes = max(len(raw.get("classes", [])), int(max(y.max(initial=0), y_test.max(initial=0))) + 1)
+    top = max(int(a.max(initial=0)) for a in (y, y_val, y_test))
+    num_classes = max(len(raw.get("classes", [])), top + 1)
     y = add_label_noise(y, label_noise, num_classes, seed=seed)
     if len(y) == 0:
-        raise ValueError(f"dataset {name!r} has no training samples after the splits")
+        raise InputError(f"dataset {name!r} has no training samples after the splits")
     return DataSplits(name, _nchw(x), torch.from_numpy(y), _nchw(x_val), torch.from_numpy(y_val),
                       _nchw(x_test), torch.from_numpy(y_test), num_classes,
-                      list(raw.get("classes", [])), info.augment)
+                      list(raw.get("classes", [])), info.augment, info.augment_why, info.flip_safe)
+
+
+def _require_two_classes(name: str, y: np.ndarray) -> None:
+    present = np.unique(y)
+    if len(present) < 2:
+        only = f"only label {int(present[0])}" if len(present) else "no labels"
+        raise InputError(f"dataset {name!r} has a single class ({only}); a classifier needs at least 2")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InputError
+
 __all__ = ["stratified_split", "stratified_subset", "add_label_noise", "PROTOCOL_SEED"]
 
 #: the protocol's fixed ``random_state`` for the validation (and missing test) hold-outs
@@ -29,7 +31,7 @@ def stratified_split(y: np.ndarray, fraction: float, *, seed: int = PROTOCOL_SEE
     y = np.asarray(y)
     n = len(y)
     if not 0.0 <= fraction < 1.0:
-        raise ValueError(f"split fraction must be in [0, 1), got {fraction}")
+        raise InputError(f"split fraction must be in [0, 1), got {fraction}")
     n_holdout = int(round(fraction * n))
     if n_holdout == 0:
         return np.arange(n), np.arange(0)
@@ -44,7 +46,7 @@ def stratified_split(y: np.ndarray, fraction: float, *, seed: int = PROTOCOL_SEE
 def stratified_subset(y: np.ndarray, fraction: float, *, seed: int) -> np.ndarray:
     """Sorted indices of a stratified, seeded ``fraction`` of ``y`` (all of it for ``fraction=1``)."""
     if not 0.0 < fraction <= 1.0:
-        raise ValueError(f"train_fraction must be in (0, 1], got {fraction}")
+        raise InputError(f"train_fraction must be in (0, 1], got {fraction}")
     if fraction == 1.0:
         return np.arange(len(y))
     keep, _ = stratified_split(y, 1.0 - fraction, seed=seed)
@@ -55,7 +57,7 @@ def add_label_noise(y: np.ndarray, fraction: float, num_classes: int, *, seed: i
     """Symmetric label noise: ``round(fraction * n)`` labels, chosen uniformly without replacement,
     each replaced by a uniformly random OTHER class. Returns a new array; ``y`` is untouched."""
     if not 0.0 <= fraction <= 1.0:
-        raise ValueError(f"label_noise must be in [0, 1], got {fraction}")
+        raise InputError(f"label_noise must be in [0, 1], got {fraction}")
     y = np.array(y, dtype=np.int64, copy=True)
     n_noisy = int(round(fraction * len(y)))
     if n_noisy == 0 or num_classes < 2:
