@@ -3,11 +3,10 @@ an unknown name, a loss that cannot be built with its kwargs) is one line and ex
 instead of a grid of failed rows."""
 from __future__ import annotations
 
-import difflib
 import json
 from typing import Any
 
-from ..errors import InputError, UserError, one_line
+from ..errors import InputError, UnknownNameError, UserError, one_line
 
 __all__ = ["check_train_config", "check_train_configs", "check_names", "check_losses"]
 
@@ -38,24 +37,18 @@ def check_train_configs(configs: list[dict[str, Any]]) -> None:
             check_train_config(c)
 
 
-def _unknown(kind: str, name: str, known: list[str], hint: str = "") -> InputError:
-    close = difflib.get_close_matches(name, known, n=2)
-    did = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
-    return InputError(f"unknown {kind} {name!r}{did}; registered {kind}s: {', '.join(known)}{hint}")
-
-
 def check_names(configs: list[dict[str, Any]]) -> None:
-    """Every model and dataset name is registered (datasets may also be folder:/npz: paths)."""
-    from ..data import list_datasets
-    from ..models import list_models
+    """Every model name is registered or ``auto``; every dataset is registered or a folder:/npz:
+    path. The message is the registry's own (close matches, the other accepted spellings)."""
+    from ..data.catalog import DATASETS
+    from ..models import MODELS
 
-    models, datasets = list_models(), list_datasets()
-    for name in sorted({c["model"] for c in configs}):
-        if name not in models:
-            raise _unknown("model", name, models)
-    for name in sorted({c["dataset"] for c in configs}):
-        if name not in datasets and not str(name).startswith(("folder:", "npz:")):
-            raise _unknown("dataset", name, datasets, " (or folder:PATH, npz:PATH)")
+    for name in sorted({c["model"] for c in configs}, key=str):
+        if name != "auto" and name not in MODELS:
+            raise InputError(MODELS.unknown_message(name))
+    for name in sorted({c["dataset"] for c in configs}, key=str):
+        if name not in DATASETS and not str(name).startswith(("folder:", "npz:")):
+            raise InputError(DATASETS.unknown_message(name))
 
 
 def check_losses(configs: list[dict[str, Any]]) -> None:
@@ -71,25 +64,16 @@ def check_losses(configs: list[dict[str, Any]]) -> None:
 
 
 def _check_loss(spec: str, kwargs: dict[str, Any]) -> None:
+    """Build the loss (which refuses unknown or invalid keywords) and run it on a 4x3 batch."""
     import torch
 
-    from ..losses import get_loss, get_loss_info, list_losses
+    from ..losses import get_loss
 
-    if spec in list_losses():
-        hparams = get_loss_info(spec).hparams
-        known = sorted(hparams() if callable(hparams) else hparams)
-        for name in sorted(set(kwargs) - set(known)):
-            close = difflib.get_close_matches(name, known, n=1)
-            did = f" (did you mean {close[0]!r}?)" if close else ""
-            raise InputError(f"loss {spec!r} has no keyword {name!r}{did}; its keywords: "
-                             f"{', '.join(known)}")
     try:
         module = get_loss(spec, **kwargs)
         logits = torch.linspace(-1.0, 1.0, 12).reshape(4, 3)
         module(logits, torch.tensor([0, 1, 2, 0]))
-    except UserError:
+    except UnknownNameError:
         raise
-    except KeyError as exc:                    # an unknown name: its message says it all
-        raise InputError(" ".join(str(exc.args[0] if exc.args else exc).split())) from None
-    except (TypeError, ValueError, RuntimeError) as exc:
+    except (UserError, TypeError, ValueError, RuntimeError) as exc:
         raise InputError(f"loss {spec!r} with loss_kwargs {kwargs}: {one_line(exc)}") from None
