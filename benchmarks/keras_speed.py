@@ -4,8 +4,9 @@
 Each backend runs in its own subprocess (a process holds one Keras backend; TensorFlow and torch
 in one process crash), 1 thread, compiled as the backend compiles: ``jax.jit`` of
 ``jax.value_and_grad``, ``tf.function`` around a ``GradientTape``, eager torch autograd.
-Candidates are interleaved; the minimum over repeats of the per-repeat median is reported
-(robust on a shared machine). NGL gets integer labels (what ``model.fit`` feeds it), CE one-hot
+Candidates are interleaved; times are CPU time of the process (``time.process_time``: with one
+thread it is the work done, and it does not count the time other processes hold the CPU on a
+shared machine), the minimum over repeats of the per-repeat median. NGL gets integer labels (what ``model.fit`` feeds it), CE one-hot
 targets (what ``CategoricalCrossentropy`` needs), the plain formula one-hot targets.
 
     python benchmarks/keras_speed.py [--backends jax,tensorflow,torch] [--repeats 5]
@@ -99,9 +100,9 @@ def _inputs(backend: str, shape: tuple[int, ...]):
 def _median_ms(step, iters: int) -> float:
     times = []
     for _ in range(iters):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         step()
-        times.append(time.perf_counter() - t0)
+        times.append(time.process_time() - t0)
     return statistics.median(times) * 1e3
 
 
@@ -170,7 +171,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(json.dumps(worker(args.worker, args.repeats)))
         return {}
     before = json.loads(args.before.read_text()) if args.before else None
-    result = {"benchmark": "keras_speed", "threads": 1, "machine": platform.machine(),
+    result = {"benchmark": "keras_speed", "threads": 1, "clock": "process_time", "machine": platform.machine(),
               "load_average": os.getloadavg(), "backends": {}}
     for backend in args.backends.split(","):
         rows = _run_backend(backend, args.repeats)
