@@ -111,8 +111,10 @@ def check_labels(labels: Any, num_classes: int, *, name: str = "loss") -> None:
     bad = (values < 0) | (values >= num_classes) | (values != np.floor(values))
     if bad.any():
         where = tuple(int(i) for i in np.argwhere(bad)[0])
+        value = values[where].item()     # Keras hands labels over as floats: show 7, not 7.0
+        value = int(value) if float(value).is_integer() else value
         raise InputError(f"{name}: class labels must be whole numbers in 0..{num_classes - 1}, got "
-                         f"{values[where].item()!r} at index {where if len(where) > 1 else where[0]} "
+                         f"{value!r} at index {where if len(where) > 1 else where[0]} "
                          f"({int(bad.sum())} bad of {values.size})")
 
 

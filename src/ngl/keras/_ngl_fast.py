@@ -129,8 +129,9 @@ def _value_and_grad(x: Any, y: Any, alpha: float, from_logits: bool, scaling: bo
 
 
 @functools.lru_cache(maxsize=64)
-def _tf_compiled(alpha: float, from_logits: bool, scaling: bool, num_classes: int) -> Callable:
-    """The pass as an XLA function (one per class count: retracing relaxes only the other dims)."""
+def _tf_compiled(alpha: float, from_logits: bool, scaling: bool, kind: tuple) -> Callable:
+    """The pass as an XLA function, one per ``kind`` (class count, ranks and dtypes of the
+    inputs): retracing then relaxes only the batch dimensions."""
     import tensorflow as tf
 
     return tf.function(functools.partial(_value_and_grad, alpha=alpha, from_logits=from_logits,
@@ -190,7 +191,8 @@ def ngl_per_sample(y: Any, x: Any, *, alpha: float, from_logits: bool, scaling: 
         return _torch_kernel(x, y, alpha)
     if backend == "jax":
         return _jax_value(x, y, alpha, from_logits, scaling)
-    compute = (_tf_compiled(alpha, from_logits, scaling, x.shape[-1]) if backend == "tensorflow" else
+    kind = (x.shape[-1], len(x.shape), len(y.shape), str(x.dtype), str(y.dtype))
+    compute = (_tf_compiled(alpha, from_logits, scaling, kind) if backend == "tensorflow" else
                functools.partial(_value_and_grad, alpha=alpha, from_logits=from_logits, scaling=scaling))
 
     @ops.custom_gradient
