@@ -100,7 +100,8 @@ def check_labels(labels: Any, num_classes: int, *, name: str = "loss") -> None:
     """Refuse labels outside ``0 .. num_classes - 1`` (``-1`` included) or not whole numbers, with
     one line, when their values are concrete. Inside a compiled step (``model.fit`` on jax and
     tensorflow, any ``jax.jit`` / ``tf.function``) they cannot be read and are not checked: there
-    ``ops.one_hot`` turns an out-of-range label into an all-zero row (a sample with no true class).
+    an out-of-range label silently gives a wrong loss for its sample (``ops.one_hot`` makes an
+    all-zero row; a gather wraps ``-1`` to the last class or clamps, depending on the backend).
 
     Raises:
         InputError: naming the first bad label, its position and the valid range.
