@@ -1,60 +1,71 @@
-"""The Keras loss registry, keyed by the names of :func:`ngl.losses.list_losses`."""
+"""The Keras loss registry, keyed by the names of :func:`ngl.losses.list_losses`.
+
+Each class registers itself next to its definition in :mod:`ngl.keras.losses`
+(``@_register("ngl")``), in the order of the PyTorch registry.
+"""
 from __future__ import annotations
 
 import os
-from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 import keras
 
+from ..errors import InputTypeError
 from ..expr import is_expression_spec
-from ._common import NGLKerasLoss
-from .losses import CE, CEL2, NGL, SCE, Expression, Focal, LabelSmoothingCE, Poly1
+from ..registry import Registry
 
-__all__ = ["LOSSES", "list_losses", "get_loss", "from_expression"]
+__all__ = ["LOSSES", "list_losses", "get_loss", "from_expression", "is_expression_spec"]
 
-#: registry name -> Keras loss class (read-only; the names are those of the PyTorch registry).
-LOSSES: Mapping[str, type[NGLKerasLoss]] = MappingProxyType({
-    "ce": CE, "ce_l2": CEL2, "focal": Focal, "sce": SCE, "ngl": NGL, "poly1": Poly1,
-    "label_smoothing_ce": LabelSmoothingCE,
-})
+#: registry name -> Keras loss class (the names are those of the PyTorch registry).
+LOSSES: Registry[type] = Registry(
+    "Keras loss", hint="or 'ngl>ClassName', a .json expression file, or 'expr:<infix>'")
 
 
 def list_losses() -> list[str]:
-    """Names of the Keras losses, in the order of the PyTorch registry."""
-    from ..losses import list_losses as torch_names
+    """Names of the Keras losses, in the order of the PyTorch registry.
 
-    names = [n for n in torch_names() if n in LOSSES]
-    return names + [n for n in LOSSES if n not in names]
+    >>> list_losses()
+    ['ce', 'ce_l2', 'focal', 'sce', 'ngl', 'poly1', 'label_smoothing_ce']
+    """
+    return LOSSES.names()
 
 
-def get_loss(spec: str, **kwargs: Any) -> NGLKerasLoss:
+def get_loss(spec: str, **kwargs: Any) -> Any:
     """A Keras loss by registry name (``"ngl"``), Keras registered name (``"ngl>NGL"``),
     expression file (``*.json``) or ``"expr:<infix>"``; ``kwargs`` go to the constructor.
 
     >>> get_loss("focal", gamma=1.5, from_logits=True)
+    Focal(from_logits=True, gamma=1.5, alpha=0.25)
+    >>> get_loss("ngl>NGL")
+    NGL(from_logits=False, alpha=2.4092, scaling=False)
+
+    Raises:
+        UnknownNameError: an unknown name (the message names close matches).
     """
     if not isinstance(spec, str):
-        raise TypeError(f"loss spec must be a string, got {type(spec).__name__}")
+        raise InputTypeError(f"loss spec must be a string, got {type(spec).__name__}")
     if spec in LOSSES:
-        return LOSSES[spec](**kwargs)
+        return LOSSES.get(spec)(**kwargs)
     if spec.startswith("ngl>"):
         cls = keras.saving.get_registered_object(spec)
         if cls is not None:
             return cls(**kwargs)
     if is_expression_spec(spec):
-        return Expression(spec, **kwargs)
-    raise KeyError(f"unknown Keras loss {spec!r}; registered losses: {', '.join(LOSSES)} "
-                   f"(or 'ngl>ClassName', a .json expression file, or 'expr:<infix>')")
+        return from_expression(spec, **kwargs)
+    LOSSES.get(spec)        # raises UnknownNameError naming close matches
+    raise AssertionError("unreachable")
 
 
-def from_expression(spec: Any, **kwargs: Any) -> Expression:
+def from_expression(spec: Any, **kwargs: Any) -> Any:
     """A Keras loss from an expression: an ``Expr``, a saved ``.json`` file (e.g. from the GP
     search's hall of fame), its JSON document, or infix text. ``kwargs``: ``from_logits``,
     ``reduction``, ``name``.
 
-    >>> loss = from_expression("runs/search/hall_of_fame/0.json")
+    >>> from_expression("square(p - y)", from_logits=True)
+    Expression('square(p - y)', from_logits=True)
     """
+    from .losses import Expression
+
     if isinstance(spec, os.PathLike):
         spec = os.fspath(spec)
     return Expression(spec, **kwargs)
