@@ -38,3 +38,12 @@ def test_keras_losses_on_backend(backend):
     print(f"keras backend {backend}: {wall:.1f} s")
     assert proc.returncode == 0, f"KERAS_BACKEND={backend}:\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
     assert " passed" in proc.stdout and "skipped" not in proc.stdout
+
+
+@pytest.mark.keras
+def test_keras_docstring_examples_run():
+    """The Keras modules' docstring examples, in their own process (see the root conftest)."""
+    proc, _ = _run(["-m", "pytest", "-q", "-p", "no:cacheprovider", "--doctest-modules",
+                    "src/ngl/keras"], "jax")
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert " passed" in proc.stdout
