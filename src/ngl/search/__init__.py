@@ -10,16 +10,24 @@ on fresh seeds and a transfer task (:mod:`ngl.search.validate`).
 >>> result.finished, 0.0 < result.hall_of_fame[0]["fitness"] <= 1.0
 (True, True)
 """
-from .checkpoint import CHECKPOINT, load_checkpoint
-from .config import SearchConfig
-from .engine import SearchResult, revary_duplicates, run_search, unique_fraction
-from .evaluate import Status, evaluate_candidates
-from .fitness import FITNESS, linear_fitness, train_fitness
-from .gp import WORST_FITNESS, Individual, from_expr, is_valid, make_pset, make_toolbox, to_expr
-from .screen import ScreenResult, screen
+from importlib import import_module
+from typing import Any
 
-__all__ = ["SearchConfig", "SearchResult", "run_search", "load_checkpoint", "CHECKPOINT",
-           "FITNESS", "Status", "evaluate_candidates", "linear_fitness", "train_fitness",
-           "unique_fraction", "revary_duplicates",
-           "WORST_FITNESS", "Individual", "from_expr", "to_expr", "is_valid", "make_pset",
-           "make_toolbox", "ScreenResult", "screen"]
+#: public name -> submodule; imported on first use, so ``ngl.search.config`` (the CLI's flags)
+#: loads without DEAP, the ``search`` extra.
+_EXPORTS = {
+    "SearchConfig": "config", "SearchResult": "engine", "run_search": "engine",
+    "unique_fraction": "engine", "revary_duplicates": "engine", "load_checkpoint": "checkpoint",
+    "CHECKPOINT": "checkpoint", "FITNESS": "fitness", "linear_fitness": "fitness",
+    "train_fitness": "fitness", "Status": "gp", "evaluate_candidates": "evaluate",
+    "WORST_FITNESS": "gp", "Individual": "gp", "from_expr": "gp", "to_expr": "gp",
+    "is_valid": "gp", "make_pset": "gp", "make_toolbox": "gp", "ScreenResult": "rejection",
+    "screen": "rejection", "validate_search": "validate", "tune_constants": "tune",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'ngl.search' has no attribute {name!r}")
+    return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)

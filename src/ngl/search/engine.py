@@ -30,7 +30,7 @@ from .config import SearchConfig
 from .evaluate import cache_key, evaluate_candidates, make_search_executor, spearman
 from .fitness import FITNESS, check_train_settings
 from .gp import Individual, Status, from_expr, is_valid, make_pset, make_toolbox, to_expr
-from .screen import screen
+from .rejection import screen
 
 __all__ = ["SearchResult", "run_search", "unique_fraction", "revary_duplicates"]
 
@@ -89,6 +89,11 @@ def revary_duplicates(offspring: list[Individual], keep: list[Individual], tb: A
     return revaried
 
 
+#: settings a resume may change (they do not change what the generations compute)
+_FREE_ON_RESUME = ("generations", "validate_top", "validate_seeds", "transfer_model",
+                   "transfer_label_noise", "executor", "workers", "timeout", "ray_address")
+
+
 # --------------------------------------------------------------------------------------------
 # Start: a fresh population, or the checkpoint's
 # --------------------------------------------------------------------------------------------
@@ -119,7 +124,7 @@ def _resume(config: SearchConfig, ckpt: Path, pset: Any) -> _State:
     state = load_checkpoint(ckpt)
     saved = dict(state["config"], generations=config.generations)
     new = config.to_dict()
-    diff = sorted(k for k in new if k not in ("generations", "validate_top", "validate_seeds")
+    diff = sorted(k for k in new if k not in _FREE_ON_RESUME
                   and saved.get(k) != new[k])
     if diff:
         raise InputError(f"--resume: config differs from the checkpoint's in {', '.join(diff)}")

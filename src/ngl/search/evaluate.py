@@ -19,7 +19,7 @@ from typing import Any, Callable
 from .. import expr as E
 from .fitness import FITNESS, FitnessFn
 from .gp import WORST_FITNESS, Status
-from .screen import screen
+from .rejection import screen
 
 __all__ = ["Status", "GenerationStats", "evaluate_candidates", "make_search_executor",
            "halving_budgets", "cache_key", "spearman", "fitness_task"]
