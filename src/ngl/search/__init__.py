@@ -17,7 +17,7 @@ from typing import Any
 #: loads without DEAP, the ``search`` extra.
 _EXPORTS = {
     "SearchConfig": "config", "SearchResult": "engine", "run_search": "engine",
-    "unique_fraction": "engine", "revary_duplicates": "engine", "load_checkpoint": "checkpoint",
+    "unique_fraction": "engine", "tie_fraction": "engine", "revary_duplicates": "engine", "load_checkpoint": "checkpoint",
     "CHECKPOINT": "checkpoint", "FITNESS": "fitness", "linear_fitness": "fitness",
     "train_fitness": "fitness", "Status": "gp", "evaluate_candidates": "evaluate",
     "WORST_FITNESS": "gp", "Individual": "gp", "from_expr": "gp", "to_expr": "gp",

@@ -32,7 +32,7 @@ from .fitness import FITNESS, check_train_settings
 from .gp import Individual, Status, from_expr, is_valid, make_pset, make_toolbox, to_expr
 from .rejection import screen
 
-__all__ = ["SearchResult", "run_search", "unique_fraction", "revary_duplicates"]
+__all__ = ["SearchResult", "run_search", "unique_fraction", "tie_fraction", "revary_duplicates"]
 
 
 @dataclass
@@ -68,18 +68,33 @@ def unique_fraction(population: list[Any]) -> float:
     return len(keys) / len(population) if population else 0.0
 
 
+def tie_fraction(fitnesses: list[float], resolution: float) -> float:
+    """Fraction of ``fitnesses`` within ``resolution`` (one validation sample: 1/n_val) of the
+    best: how many candidates the fitness cannot tell from the winner.
+
+    >>> tie_fraction([0.5, 0.9, 0.899, 1.0], 0.01)
+    0.25
+    """
+    if not fitnesses:
+        return 0.0
+    best = max(fitnesses)
+    return sum(f >= best - resolution + 1e-12 for f in fitnesses) / len(fitnesses)
+
+
 def revary_duplicates(offspring: list[Individual], keep: list[Individual], tb: Any,
                       tries: int) -> int:
-    """Mutate again (in place) each offspring whose fingerprint is already taken by ``keep`` or an
-    earlier offspring, up to ``tries`` times; returns how many were re-varied."""
+    """Vary again each offspring whose fingerprint is already taken by ``keep`` or an earlier
+    offspring: up to ``tries`` mutations, then up to ``tries`` fresh random trees (small trees
+    often mutate into themselves or into invalid trees). Replaces in place; returns the count."""
     taken = {cache_key(to_expr(ind)) for ind in keep}
     revaried = 0
     for i, ind in enumerate(offspring):
         key = cache_key(to_expr(ind))
         if key in taken and tries > 0:
             revaried += 1
-            for _ in range(tries):
-                ind, = tb.mutate(tb.clone(ind))
+            draws = [lambda cur: tb.mutate(tb.clone(cur))[0]] * tries + [lambda _: tb.individual()] * tries
+            for draw in draws:
+                ind = draw(ind)
                 key = cache_key(to_expr(ind))
                 if key not in taken:
                     break
