@@ -95,8 +95,10 @@ class SearchConfig:
                             group=_VAL)
     validate_seeds: int = opt(5, "fresh seeds per validation cell", group=_VAL)
     transfer_model: str = opt("cnn_small", "model of the transfer task", group=_VAL)
-    transfer_label_noise: float = opt(0.2, "label noise of the transfer task (same dataset, "
-                                           "12 epochs as ngl bench's default grid)", group=_VAL)
+    transfer_label_noise: float = opt(0.2, "label noise of the transfer task (same dataset)",
+                                      group=_VAL)
+    transfer_epochs: int = opt(12, "epochs of the transfer task (12: ngl bench's default grid)",
+                               group=_VAL)
     executor: str = opt("auto", "where fitness runs go (auto: process if --workers > 1, else "
                                 "inline; inline ignores --timeout)", group=_EXEC,
                         choices=_executor_names)
@@ -140,6 +142,7 @@ class SearchConfig:
                 ("validate_top", self.validate_top >= 0, ">= 0"),
                 ("validate_seeds", self.validate_seeds >= 2, ">= 2"),
                 ("transfer_label_noise", 0.0 <= self.transfer_label_noise < 1.0, "in [0, 1)"),
+                ("transfer_epochs", self.transfer_epochs >= 1, ">= 1"),
                 ("workers", self.workers >= 1, ">= 1"),
                 ("threads", self.threads is None or self.threads >= 1, ">= 1 or None"),
                 ("timeout", self.timeout is None or self.timeout > 0, "> 0 or None")]

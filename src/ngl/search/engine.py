@@ -106,7 +106,7 @@ def revary_duplicates(offspring: list[Individual], keep: list[Individual], tb: A
 
 #: settings a resume may change (they do not change what the generations compute)
 _FREE_ON_RESUME = ("generations", "validate_top", "validate_seeds", "transfer_model",
-                   "transfer_label_noise", "executor", "workers", "timeout", "ray_address")
+                   "transfer_label_noise", "transfer_epochs", "executor", "workers", "timeout", "ray_address")
 
 
 # --------------------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ def validation_tasks(cfg: SearchConfig) -> dict[str, dict[str, Any]]:
                        "device": cfg.device, "data_dir": cfg.data_dir}}
     transfer = {"dataset": cfg.dataset, "model": cfg.transfer_model,
                 "label_noise": cfg.transfer_label_noise,
-                "base": {"epochs": 12, "batch_size": 64, "lr": 2e-3, "threads": cfg.threads or 1,
+                "base": {"epochs": cfg.transfer_epochs, "batch_size": 64, "lr": 2e-3, "threads": cfg.threads or 1,
                          "device": cfg.device, "data_dir": cfg.data_dir}}
     if (transfer["model"], transfer["label_noise"]) == (search["model"], search["label_noise"]):
         raise InputError("the transfer task must differ from the search task "
