@@ -158,7 +158,7 @@ def test_cache_trains_equivalent_trees_once():
 
 
 def test_rejected_and_failed_get_worst_fitness_with_reason():
-    exprs = [E.parse(t) for t in ["p * y", "square(p - y)", "abs(p - y)", "(1 - p) * y"]]
+    exprs = [E.parse(t) for t in ["p * y", "square(p - y)", "abs(p - y)", "-(y * log(p))"]]
     records, stats = evaluate_candidates(exprs, cache={}, fitness=flaky_fitness, settings={},
                                          executor=make_search_executor("inline"))
     rej, crash, nan, ok = records

