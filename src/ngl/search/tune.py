@@ -12,7 +12,7 @@ fresh seeds to say whether tuning helped.
 >>> constants(e)
 [2.5, 0.1]
 >>> E.to_infix(with_constants(e, [1.0, 0.0]))
-'y * square(p - 1.0) + 0.0 * p'
+'y * square(p - 1) + 0 * p'
 """
 from __future__ import annotations
 

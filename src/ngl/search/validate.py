@@ -189,7 +189,11 @@ def validate_search(out_dir: str | Path, *, top: int | None = None, seeds: int |
     out = Path(out_dir)
     cfg, result = _load_search(out)
     top = cfg.validate_top if top is None else top
-    seeds_list = [FRESH_SEED + i for i in range(cfg.validate_seeds if seeds is None else seeds)]
+    seeds = cfg.validate_seeds if seeds is None else seeds
+    if top < 0 or seeds < 2 or (workers is not None and workers < 1):
+        raise InputError(f"validation needs top >= 0, seeds >= 2 and workers >= 1; got top {top}, "
+                         f"seeds {seeds}, workers {workers}")
+    seeds_list = [FRESH_SEED + i for i in range(seeds)]
     losses = validation_losses(result, top)
     folder = out / "validation"
     with ResultStore(folder / "results.sqlite") as store, \
