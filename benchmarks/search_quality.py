@@ -57,11 +57,13 @@ def best_val_fitness(infix: str, settings: dict) -> float:
 
 def fitness_specs() -> dict[str, dict]:
     after = SearchConfig()
-    before = SearchConfig(model="cnn_small", max_steps=200, label_noise=0.0, val_fraction=0.1, lr=1e-3)
+    before = SearchConfig(model="cnn_small", max_steps=200, label_noise=0.0, val_fraction=0.1, lr=1e-3,
+                          fitness_seeds=1)
     return {"before": {"config": before, "fn": best_val_fitness,
                        "what": "digits clean, cnn_small, 200 steps, best val acc, 10% val split"},
             "after": {"config": after, "fn": train_fitness,
-                      "what": "digits noise 40%, mlp, 300 steps, final val acc, clean 30% val split"}}
+                      "what": "digits noise 40%, mlp, 300 steps, final val acc (mean of 2 seeds), "
+                              "clean 30% val split"}}
 
 
 def val_size(cfg: SearchConfig) -> int:
@@ -71,8 +73,13 @@ def val_size(cfg: SearchConfig) -> int:
 
 
 def score(fn, infix: str, settings: dict, seed: int) -> float:
+    """The search's fitness of ``infix`` with other training seeds (``seed``, or ``10 * seed + i``
+    for the ``fitness_seeds`` runs the fitness averages)."""
+    settings = {**settings, "seed": seed}
+    if "seeds" in settings:
+        settings["seeds"] = [10 * seed + i for i in range(len(settings["seeds"]))]
     try:
-        return fitness_task(("k", infix, {**settings, "seed": seed}, fn))
+        return fitness_task(("k", infix, settings, fn))
     except Exception:  # noqa: BLE001 - a failed run scores 0, as in the search
         return 0.0
 

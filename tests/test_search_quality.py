@@ -202,3 +202,18 @@ def test_parser_builds_without_deap_and_search_says_which_extra(tmp_path):
     assert bad.stderr.strip().splitlines() == [
         "ngl search: error: ngl search needs the optional package 'deap': "
         "pip install 'next-generation-loss[search]'"]
+
+
+def seed_fitness(infix: str, settings: dict) -> float:
+    assert "seeds" not in settings
+    return settings["seed"] / 10
+
+
+def test_fitness_is_the_mean_over_the_training_seeds():
+    from ngl.search.evaluate import fitness_task
+
+    assert fitness_task(("k", "p * y", {"seeds": [1, 3], "seed": 9}, seed_fitness)) == pytest.approx(0.2)
+    assert fitness_task(("k", "p * y", {"seed": 9}, seed_fitness)) == pytest.approx(0.9)
+    cfg = SearchConfig(train_seed=4, fitness_seeds=3)
+    assert cfg.fitness_settings()["seeds"] == [4, 5, 6]
+    assert "seeds" not in SearchConfig(fitness_seeds=1).fitness_settings()

@@ -6,8 +6,9 @@ GP defaults follow EvoMAL (Raymond et al., TPAMI 2023; REFERENCE.md section 5): 
 The default fitness task is chosen to *discriminate* (``benchmarks/search_quality.py``): digits
 with 40% symmetric label noise on the training split, a clean validation split of 30% (431
 images, so one image is 0.23 pp), an MLP trained 300 Adam steps, fitness = the final validation
-accuracy (not the best epoch's, which is optimistic). Noisy labels leave room above CE: robust
-losses (SCE, MAE-like) score several points higher, so the search has something to find.
+accuracy (not the best epoch's, which is optimistic), averaged over 2 training seeds (a loss that
+trains on one seed and collapses on another scores low). Noisy labels leave room above CE:
+robust losses (SCE, MAE-like) score several points higher, so the search has something to find.
 
 >>> cfg = SearchConfig(population=8, generations=2)
 >>> cfg.fitness_settings()["label_noise"], cfg.fitness_settings()["val_fraction"]
@@ -80,6 +81,9 @@ class SearchConfig:
     lr: float | None = opt(2e-3, "learning rate (None: the fitness function's default)", group=_FIT)
     train_fraction: float = opt(1.0, "fraction of training data", group=_FIT)
     train_seed: int = opt(0, "seed of each fitness run (common to all candidates)", group=_FIT)
+    fitness_seeds: int = opt(2, "training runs per candidate (seeds train_seed, train_seed+1, ...; "
+                                "fitness = their mean): a loss that fails on one seed scores low",
+                             group=_FIT)
     device: str = opt("cpu", "auto | cpu | cuda", group=_FIT)
     threads: int | None = opt(1, "torch threads per fitness run", group=_FIT)
     halving_rungs: int = opt(1, "successive halving: >1 trains all new candidates briefly, the "
@@ -133,6 +137,7 @@ class SearchConfig:
                 ("label_noise", 0.0 <= self.label_noise < 1.0, "in [0, 1)"),
                 ("val_fraction", 0.0 < self.val_fraction < 1.0, "in (0, 1)"),
                 ("max_steps", self.max_steps >= 1, ">= 1"),
+                ("fitness_seeds", self.fitness_seeds >= 1, ">= 1"),
                 ("lr", self.lr is None or self.lr > 0, "> 0"),
                 ("halving_rungs", self.halving_rungs >= 1, ">= 1"),
                 ("halving_eta", self.halving_eta >= 2, ">= 2"),
@@ -159,7 +164,9 @@ class SearchConfig:
 
     def fitness_settings(self) -> dict[str, Any]:
         """The settings handed to the fitness function."""
-        extra = {"lr": self.lr} if self.lr is not None else {}
+        extra: dict[str, Any] = {"lr": self.lr} if self.lr is not None else {}
+        if self.fitness_seeds > 1:
+            extra["seeds"] = [self.train_seed + i for i in range(self.fitness_seeds)]
         if self.fitness == "linear":
             return {"max_steps": self.max_steps, "seed": self.train_seed, **extra}
         return {"dataset": self.dataset, "model": self.model, "max_steps": self.max_steps,

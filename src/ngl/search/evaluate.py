@@ -26,10 +26,15 @@ __all__ = ["Status", "GenerationStats", "evaluate_candidates", "make_search_exec
 
 
 def fitness_task(item: tuple[str, str, dict, Any]) -> float:
-    """Executor task (module level, picklable): ``item = (key, infix, settings, fn)``."""
+    """Executor task (module level, picklable): ``item = (key, infix, settings, fn)``. With
+    ``settings["seeds"]`` the fitness is the mean over one run per seed (common batches across
+    candidates: every candidate sees the same seeds)."""
     _, infix, settings, fn = item
     fn = FITNESS.get(fn) if isinstance(fn, str) else fn
-    value = float(fn(infix, settings))
+    settings = dict(settings)
+    seeds = settings.pop("seeds", None) or [settings.get("seed", 0)]
+    values = [float(fn(infix, {**settings, "seed": s})) for s in seeds]
+    value = sum(values) / len(values)
     if not math.isfinite(value):
         raise FloatingPointError(f"fitness is {value}")
     return value

@@ -99,7 +99,7 @@ def check_train_settings(settings: dict) -> None:
     from ..train import TrainConfig
 
     try:
-        TrainConfig.from_dict({**settings, "loss": "ce"}).validate()
+        TrainConfig.from_dict({**{k: v for k, v in settings.items() if k != "seeds"}, "loss": "ce"}).validate()
         get_model_info(settings["model"])
         if ":" not in settings["dataset"]:
             get_dataset_info(settings["dataset"])
