@@ -115,9 +115,12 @@ def test_existing_checkpoint_is_never_replaced_without_resume_or_overwrite(tmp_p
     with pytest.raises(InputError, match="--resume.*--overwrite"):
         run_search(_cfg(generations=1, seed=3), tmp_path, fitness_fn=toy_fitness, progress=False, log=None)
     assert (tmp_path / "checkpoint.json").read_bytes() == before
+    (tmp_path / "validation").mkdir()
+    (tmp_path / "validation" / "results.sqlite").write_text("the old search's validation")
     res = run_search(_cfg(generations=1, seed=3), tmp_path, fitness_fn=toy_fitness, progress=False,
                      log=None, overwrite=True)
     assert res.finished and json.loads((tmp_path / "config.json").read_text())["seed"] == 3
+    assert not (tmp_path / "validation").exists()          # no stale outputs of the old search
 
 
 def _tamper(tmp_path, **changes):

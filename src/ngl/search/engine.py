@@ -104,6 +104,8 @@ def revary_duplicates(offspring: list[Individual], keep: list[Individual], tb: A
     return revaried
 
 
+#: folders a search writes (removed by ``overwrite=True``)
+_OUTPUT_DIRS = ("hall_of_fame", "validation")
 #: settings a resume may change (they do not change what the generations compute)
 _FREE_ON_RESUME = ("generations", "validate_top", "validate_seeds", "transfer_model",
                    "transfer_label_noise", "transfer_epochs", "executor", "workers", "timeout", "ray_address")
@@ -166,6 +168,13 @@ def _start(config: SearchConfig, out: Path, pset: Any, tb: Any, *, resume: bool,
     if ckpt.exists() and not overwrite:
         raise InputError(f"{ckpt} exists: pass --resume to continue that search or --overwrite "
                          f"to start over (or choose another --out)")
+    if overwrite:                                # start over: no stale outputs of the old search
+        import shutil
+
+        for name in _OUTPUT_DIRS:
+            shutil.rmtree(out / name, ignore_errors=True)
+        for name in (CHECKPOINT, "result.json", "generations.csv", "generations.png"):
+            (out / name).unlink(missing_ok=True)
     import numpy as np
     import torch
 
