@@ -27,7 +27,7 @@ import torch
 
 from ngl import expr as E
 from ngl.search import SearchConfig, make_pset, make_toolbox, run_search, screen, to_expr
-from ngl.search.fitness import _fitness_task, make_search_executor
+from ngl.search.evaluate import fitness_task as _fitness_task, make_search_executor
 
 RESULTS = Path(__file__).resolve().parent / "results" / "search_speed.json"
 
@@ -92,7 +92,7 @@ def bench_workers(fitness: str, max_steps: int, tasks: int, workers: int) -> dic
 
 
 def bench_search(generations: int, seed: int) -> dict:
-    cfg = SearchConfig(fitness="linear", generations=generations, seed=seed, max_steps=60)
+    cfg = SearchConfig(fitness="linear", generations=generations, seed=seed, max_steps=60, tune_top=0)
     with tempfile.TemporaryDirectory() as tmp:
         res = run_search(cfg, tmp, progress=False, log=None)
     book = res.logbook

@@ -13,7 +13,7 @@ import torch
 from ngl import expr as E
 from ngl.search import (SearchConfig, evaluate_candidates, from_expr, is_valid, make_pset,
                         make_toolbox, run_search, screen, to_expr, WORST_FITNESS)
-from ngl.search.fitness import make_search_executor
+from ngl.search.evaluate import make_search_executor
 
 torch.set_num_threads(1)
 
@@ -158,7 +158,7 @@ def test_cache_trains_equivalent_trees_once():
 
 
 def test_rejected_and_failed_get_worst_fitness_with_reason():
-    exprs = [E.parse(t) for t in ["p * y", "square(p - y)", "abs(p - y)", "(1 - p) * y"]]
+    exprs = [E.parse(t) for t in ["p * y", "square(p - y)", "abs(p - y)", "-(y * log(p))"]]
     records, stats = evaluate_candidates(exprs, cache={}, fitness=flaky_fitness, settings={},
                                          executor=make_search_executor("inline"))
     rej, crash, nan, ok = records
@@ -192,7 +192,7 @@ def budget_fitness(infix: str, settings: dict) -> float:
 # ---------------------------------------------------------------------------------------------
 def _cfg(**kw) -> SearchConfig:
     base = dict(population=10, generations=4, tournament_size=3, hall_of_fame=5, max_height=6,
-                fitness="custom", screen_steps=60, seed=7)
+                fitness="custom", screen_steps=60, seed=7, tune_top=0)
     return SearchConfig(**{**base, **kw})
 
 
@@ -275,7 +275,7 @@ def test_seed_losses_enter_generation_zero(tmp_path):
     res = run_search(_cfg(generations=0, seed_losses=["ce", "ngl"]), tmp_path, fitness_fn=toy_fitness,
                      progress=False, log=None)
     pop = json.loads((tmp_path / "checkpoint.json").read_text())["population"]
-    assert E.from_json(pop[0]["tree"]) == E.CE and E.from_json(pop[1]["tree"]) == E.NGL
+    assert E.parse(pop[0]["infix"]) == E.CE and E.parse(pop[1]["infix"]) == E.NGL
     assert res.logbook[0]["requested"] == 10
     with pytest.raises(ValueError, match="no expression"):
         run_search(_cfg(generations=0, seed_losses=["label_smoothing_ce"]), tmp_path / "x",
@@ -295,7 +295,7 @@ def test_bad_config_is_one_clear_error(kw, msg):
 def test_config_round_trip_and_unknown_keys():
     cfg = _cfg(seed_losses=["ce"])
     assert SearchConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
-    with pytest.raises(ValueError, match="unknown search config key.*bogus"):
+    with pytest.raises(ValueError, match="unknown search config key 'bogus'"):
         SearchConfig.from_dict({"bogus": 1})
 
 
@@ -326,19 +326,27 @@ def test_bad_harness_settings_fail_before_the_search(tmp_path):
 
 
 def test_cli_flags_override_the_config_file(tmp_path):
-    from ngl.cli import build_parser
+    from ngl.cli import build_parser, parse
     from ngl.commands.search import config_from_args
 
     path = tmp_path / "search.json"
-    path.write_text(json.dumps({"generations": 7, "population": 30, "seed_losses": ["ngl"]}))
-    args = build_parser().parse_args(["search", "--config", str(path), "--population", "6",
-                                      "--seed-losses", "ce,ngl", "--primitives", "add,mul,log"])
+    path.write_text(json.dumps({"generations": 7, "population": 30, "seed_losses": ["ngl"],
+                                "max_steps": 40}))
+    args = parse(build_parser(), ["search", "--config", str(path), "--population", "6",
+                                  "--seed-losses", "ce,ngl", "--primitives", "add,mul,log",
+                                  "--max-steps", "300"])
     cfg = config_from_args(args)
     assert (cfg.generations, cfg.population) == (7, 6)
     assert cfg.seed_losses == ["ce", "ngl"] and cfg.primitives == ["add", "mul", "log"]
+    # a flag given explicitly at its default value still overrides the file (300 is the default)
+    assert SearchConfig().max_steps == 300 and cfg.max_steps == 300
+    assert config_from_args(parse(build_parser(), ["search", "--config", str(path)])).max_steps == 40
     path.write_text(json.dumps({"generations": 7, "nonsense": 1}))
     with pytest.raises(ValueError, match="nonsense"):
-        config_from_args(build_parser().parse_args(["search", "--config", str(path)]))
+        parse(build_parser(), ["search", "--config", str(path)])
+    path.write_text(json.dumps({"population": True}))
+    with pytest.raises(TypeError, match="population must be int"):
+        config_from_args(parse(build_parser(), ["search", "--config", str(path)]))
 
 
 def test_resume_extends_a_finished_search(tmp_path):

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 CLI = [sys.executable, "-m", "ngl.cli", "search", "--fitness", "linear", "--population", "8",
        "--generations", "4", "--max-steps", "40", "--tournament-size", "3", "--seed", "11",
-       "--seed-losses", "ce", "--threads", "1", "--quiet"]
+       "--seed-losses", "ce", "--threads", "1", "--validate-top", "0", "--quiet"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
@@ -50,6 +50,7 @@ def test_sigkill_then_resume_ends_like_an_uninterrupted_run(tmp_path):
     assert _hof(cut) == _hof(full)
     for a, b in zip(sorted((full / "hall_of_fame").glob("*.json")), sorted((cut / "hall_of_fame").glob("*.json"))):
         assert json.loads(a.read_text())["tree"] == json.loads(b.read_text())["tree"]
+        assert json.loads(a.read_text()).get("tuning") == json.loads(b.read_text()).get("tuning")
 
 
 def _digits_accuracy(loss_path: Path, *, steps: int = 300, seed: int = 5) -> float:
@@ -89,7 +90,7 @@ def test_end_to_end_search_on_digits_finds_a_loss_that_trains(tmp_path):
 def test_end_to_end_search_through_the_harness(tmp_path):
     import ngl.train as train_mod
     cfg = SearchConfig(population=8, generations=2, tournament_size=3, fitness="train", dataset="digits",
-                       model="cnn_small", max_steps=40, batch_size=64, seed=0)
+                       model="cnn_small", max_steps=40, batch_size=64, seed=0, tune_top=0)
     res = run_search(cfg, tmp_path, progress=False, log=None)
     assert res.hall_of_fame and res.hall_of_fame[0]["fitness"] > 0.1 + 0.2
     best = tmp_path / "hall_of_fame" / "00.json"
@@ -115,7 +116,7 @@ def sleepy_fitness(infix: str, settings: dict) -> float:
 
 
 def _parallel_vs_inline(kind: str, fitness, *, timeout: float | None):
-    from ngl.search.fitness import evaluate_candidates, make_search_executor
+    from ngl.search.evaluate import evaluate_candidates, make_search_executor
 
     exprs = [E.parse(t) for t in ["-(y * log(p))", "(1 - p) * y", "square(p - y)", E.to_infix(E.NGL)]]
     settings = {"max_steps": 30}

@@ -1,16 +1,33 @@
 """GP search for loss functions (``ngl search``): DEAP tree GP over :mod:`ngl.expr`, a rejection
-screen and a canonical-form cache before any training, parallel fitness, JSON checkpoints.
+screen and a canonical-form cache before any training, a population kept diverse, parallel
+fitness, JSON checkpoints, CMA-ES tuning of the winners' constants, and validation of the winners
+on fresh seeds and a transfer task (:mod:`ngl.search.validate`).
 
+>>> import tempfile
 >>> from ngl.search import SearchConfig, run_search
->>> result = run_search(SearchConfig(population=10, generations=5, fitness="linear"), "runs/search")
->>> result.hall_of_fame[0]["infix"]
+>>> cfg = SearchConfig(population=6, generations=1, fitness="linear", max_steps=20, tune_top=0)
+>>> result = run_search(cfg, tempfile.mkdtemp(), progress=False, log=None)
+>>> result.finished, 0.0 < result.hall_of_fame[0]["fitness"] <= 1.0
+(True, True)
 """
-from .engine import CHECKPOINT, SearchConfig, SearchResult, load_checkpoint, run_search
-from .fitness import FITNESS_FUNCTIONS, evaluate_candidates, linear_fitness, train_fitness
-from .gp import WORST_FITNESS, Individual, from_expr, is_valid, make_pset, make_toolbox, to_expr
-from .screen import ScreenResult, screen
+from importlib import import_module
+from typing import Any
 
-__all__ = ["SearchConfig", "SearchResult", "run_search", "load_checkpoint", "CHECKPOINT",
-           "FITNESS_FUNCTIONS", "evaluate_candidates", "linear_fitness", "train_fitness",
-           "WORST_FITNESS", "Individual", "from_expr", "to_expr", "is_valid", "make_pset",
-           "make_toolbox", "ScreenResult", "screen"]
+#: public name -> submodule; imported on first use, so ``ngl.search.config`` (the CLI's flags)
+#: loads without DEAP, the ``search`` extra.
+_EXPORTS = {
+    "SearchConfig": "config", "SearchResult": "engine", "run_search": "engine",
+    "unique_fraction": "engine", "tie_fraction": "engine", "revary_duplicates": "engine", "load_checkpoint": "checkpoint",
+    "CHECKPOINT": "checkpoint", "FITNESS": "fitness", "linear_fitness": "fitness",
+    "train_fitness": "fitness", "Status": "gp", "evaluate_candidates": "evaluate",
+    "WORST_FITNESS": "gp", "Individual": "gp", "from_expr": "gp", "to_expr": "gp",
+    "is_valid": "gp", "make_pset": "gp", "make_toolbox": "gp", "ScreenResult": "rejection",
+    "screen": "rejection", "validate_search": "validate", "tune_constants": "tune",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'ngl.search' has no attribute {name!r}")
+    return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)

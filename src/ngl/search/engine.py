@@ -1,11 +1,13 @@
 """The search loop: EvoMAL-style generational GP with elitism, checkpointed every generation.
 
-Defaults follow EvoMAL (Raymond et al., TPAMI 2023; REFERENCE.md section 5): population 25,
-50 generations, crossover 0.7, mutation 0.25, tournament 4, max height 10. Each generation:
-tournament selection -> DEAP ``varAnd`` (guarded crossover/mutation) -> fitness for the invalid
-individuals only -> elites carried over -> hall of fame and logbook updated -> atomic JSON
-checkpoint (population, hall of fame, RNG states, cache, logbook). ``resume=True`` continues from
-the checkpoint and ends exactly where an uninterrupted run with the same seed ends.
+Each generation (:func:`_generation`): tournament selection -> DEAP ``varAnd`` (guarded crossover
+and mutation) -> offspring whose fingerprint is already in the population are mutated again (up
+to ``revary_tries`` times), so the population stays diverse -> fitness for the invalid
+individuals only -> elites carried over -> hall of fame and logbook -> atomic JSON checkpoint
+(:mod:`ngl.search.checkpoint`). After the last generation the best structures' constants are tuned
+(:mod:`ngl.search.tune`). ``resume=True`` continues from the checkpoint and ends exactly where an
+uninterrupted run with the same seed ends; without it an existing checkpoint is never replaced
+unless ``overwrite=True``.
 """
 from __future__ import annotations
 
@@ -14,112 +16,23 @@ import random
 import statistics
 import time
 from contextlib import closing
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from deap import algorithms, tools
 
 from .. import expr as E
-from ..fileio import read_json_object, write_json_atomic
-from .fitness import FITNESS_FUNCTIONS, cache_key, check_train_settings, evaluate_candidates, make_search_executor
-from .screen import screen
-from .gp import Individual, from_expr, is_valid, make_pset, make_toolbox, to_expr
+from ..errors import InputError
+from .checkpoint import (CHECKPOINT, load_checkpoint, rng_state, save_checkpoint,
+                         set_rng_state)
+from .config import SearchConfig
+from .evaluate import cache_key, evaluate_candidates, make_search_executor, spearman
+from .fitness import FITNESS, check_train_settings
+from .gp import Individual, Status, from_expr, is_valid, make_pset, make_toolbox, to_expr
+from .rejection import screen
 
-__all__ = ["SearchConfig", "SearchResult", "run_search", "load_checkpoint", "CHECKPOINT"]
-
-CHECKPOINT = "checkpoint.json"
-_CKPT_VERSION = 1
-
-
-@dataclass
-class SearchConfig:
-    """Everything that determines a search (saved as ``config.json`` and in the checkpoint)."""
-
-    # GP
-    population: int = 25
-    generations: int = 50
-    tournament_size: int = 4
-    crossover: float = 0.7
-    mutation: float = 0.25
-    max_height: int = 10
-    init_max_height: int = 4
-    init_tries: int = 20                       # random initial trees are redrawn until they pass the screen
-    elites: int = 1
-    hall_of_fame: int = 10
-    const_range: tuple[float, float] = (-3.0, 3.0)
-    primitives: list[str] | None = None        # None: all of ngl.expr.PRIMITIVES
-    seed_losses: list[str] = field(default_factory=list)
-    seed: int = 0
-    # fitness
-    fitness: str = "train"                     # a FITNESS_FUNCTIONS name
-    dataset: str = "digits"
-    model: str = "cnn_small"
-    data_dir: str | None = None                # harness data folder (None: $NGL_DATA_DIR or ./data)
-    max_steps: int = 200
-    batch_size: int = 64
-    lr: float | None = None                    # None: the fitness function's default
-    train_fraction: float = 1.0
-    train_seed: int = 0
-    device: str = "cpu"
-    threads: int | None = 1
-    halving_rungs: int = 1                     # >1: successive halving over max_steps
-    halving_eta: int = 3
-    # rejection screen
-    screen_steps: int = 200
-    screen_min_gain: float = 0.2
-    # execution
-    executor: str = "inline"
-    workers: int = 1
-    timeout: float | None = None
-    ray_address: str | None = None
-
-    def __post_init__(self) -> None:
-        self.const_range = tuple(float(v) for v in self.const_range)   # type: ignore[assignment]
-        checks = [(self.population >= 2, "population must be >= 2"),
-                  (self.generations >= 0, "generations must be >= 0"),
-                  (1 <= self.tournament_size <= self.population, "tournament_size must be in [1, population]"),
-                  (0.0 <= self.crossover <= 1.0, "crossover must be in [0, 1]"),
-                  (0.0 <= self.mutation <= 1.0, "mutation must be in [0, 1]"),
-                  (2 <= self.max_height <= 40, "max_height must be in [2, 40]"),
-                  (1 <= self.init_max_height <= self.max_height, "init_max_height must be in [1, max_height]"),
-                  (0 <= self.elites < self.population, "elites must be in [0, population)"),
-                  (self.init_tries >= 1, "init_tries must be >= 1"),
-                  (self.hall_of_fame >= 1, "hall_of_fame must be >= 1"),
-                  (self.const_range[0] < self.const_range[1], "const_range must be (low, high) with low < high"),
-                  (self.fitness in FITNESS_FUNCTIONS or self.fitness == "custom",
-                   f"fitness must be one of {sorted(FITNESS_FUNCTIONS)}"),
-                  (self.max_steps >= 1, "max_steps must be >= 1"),
-                  (self.halving_rungs >= 1 and self.halving_eta >= 2, "halving_rungs >= 1 and halving_eta >= 2 required"),
-                  (self.workers >= 1, "workers must be >= 1")]
-        for ok, msg in checks:
-            if not ok:
-                raise ValueError(f"bad search config: {msg}")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["const_range"] = list(self.const_range)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "SearchConfig":
-        unknown = sorted(set(d) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown search config key(s): {', '.join(unknown)}")
-        return cls(**d)
-
-    def fitness_settings(self) -> dict[str, Any]:
-        """The settings handed to the fitness function."""
-        if self.fitness == "linear":
-            return {"max_steps": self.max_steps, "seed": self.train_seed,
-                    **({"lr": self.lr} if self.lr is not None else {})}
-        settings = {"dataset": self.dataset, "model": self.model, "max_steps": self.max_steps,
-                    "epochs": 10_000, "batch_size": self.batch_size, "seed": self.train_seed,
-                    "train_fraction": self.train_fraction, "device": self.device, "threads": self.threads,
-                    "data_dir": self.data_dir}
-        if self.lr is not None:
-            settings["lr"] = self.lr
-        return settings
+__all__ = ["SearchResult", "run_search", "unique_fraction", "tie_fraction", "revary_duplicates"]
 
 
 @dataclass
@@ -130,105 +43,77 @@ class SearchResult:
     logbook: list[dict]
     out_dir: Path
     finished: bool
+    tuned: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class _State:
+    """What a generation reads and writes (and the checkpoint holds)."""
+
+    pop: list[Individual]
+    hof: list[dict] = field(default_factory=list)
+    logbook: list[dict] = field(default_factory=list)
+    cache: dict[str, dict] = field(default_factory=dict)
+    generation: int = -1            # the last finished generation
+    elapsed: float = 0.0
+    tuned: list[dict] | None = None
 
 
 # --------------------------------------------------------------------------------------------
-# JSON-safe state
+# Diversity
 # --------------------------------------------------------------------------------------------
-def _tree(expr: E.Expr) -> Any:
-    if expr.op in E.TERMINALS:
-        return expr.op
-    if expr.op == "const":
-        return expr.value
-    return [expr.op, *(_tree(a) for a in expr.args)]
+def unique_fraction(population: list[Any]) -> float:
+    """Distinct fingerprints / population size (1.0: no two individuals compute the same loss)."""
+    keys = {cache_key(to_expr(ind)) for ind in population}
+    return len(keys) / len(population) if population else 0.0
 
 
-def _rng_state() -> dict[str, Any]:
-    import numpy as np
-    import torch
+def tie_fraction(fitnesses: list[float], resolution: float) -> float:
+    """Fraction of ``fitnesses`` within ``resolution`` (one validation sample: 1/n_val) of the
+    best: how many candidates the fitness cannot tell from the winner.
 
-    version, internal, gauss = random.getstate()
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"python": [version, list(internal), gauss],
-            "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)],
-            "torch": torch.get_rng_state().tolist()}
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    import numpy as np
-    import torch
-
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
+    >>> tie_fraction([0.5, 0.9, 0.899, 1.0], 0.01)
+    0.25
+    """
+    if not fitnesses:
+        return 0.0
+    best = max(fitnesses)
+    return sum(f >= best - resolution + 1e-12 for f in fitnesses) / len(fitnesses)
 
 
-def _write_json(path: Path, data: Any) -> None:
-    write_json_atomic(path, data, indent=None)
+def revary_duplicates(offspring: list[Individual], keep: list[Individual], tb: Any,
+                      tries: int) -> int:
+    """Vary again each offspring whose fingerprint is already taken by ``keep`` or an earlier
+    offspring: up to ``tries`` mutations, then up to ``tries`` fresh random trees (small trees
+    often mutate into themselves or into invalid trees). Replaces in place; returns the count."""
+    taken = {cache_key(to_expr(ind)) for ind in keep}
+    revaried = 0
+    for i, ind in enumerate(offspring):
+        key = cache_key(to_expr(ind))
+        if key in taken and tries > 0:
+            revaried += 1
+            draws = [lambda cur: tb.mutate(tb.clone(cur))[0]] * tries + [lambda _: tb.individual()] * tries
+            for draw in draws:
+                ind = draw(ind)
+                key = cache_key(to_expr(ind))
+                if key not in taken:
+                    break
+            del ind.fitness.values
+            offspring[i] = ind
+        taken.add(key)
+    return revaried
 
 
-def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read and check a search checkpoint (plain JSON; trees are validated by ngl.expr)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no search checkpoint at {path}; run without --resume first")
-    state = read_json_object(path, what="search checkpoint")
-    if state.get("version") != _CKPT_VERSION:
-        raise ValueError(f"{path}: not an ngl search checkpoint (version {_CKPT_VERSION} expected)")
-    return state
-
-
-# --------------------------------------------------------------------------------------------
-# Hall of fame: best distinct losses (by fingerprint); ties keep the smaller, then the earlier
-# --------------------------------------------------------------------------------------------
-def _update_hof(hof: list[dict], population: list[Individual], generation: int, size: int) -> list[dict]:
-    seen = {h["fingerprint"] for h in hof}
-    for ind in population:
-        expr = to_expr(ind)
-        key = cache_key(expr)
-        if key in seen or ind.fitness.values[0] <= 0.0:
-            continue
-        seen.add(key)
-        hof.append({"fingerprint": key, "tree": _tree(expr), "infix": E.to_infix(expr),
-                    "fitness": ind.fitness.values[0], "size": len(ind), "generation": generation})
-    hof.sort(key=lambda h: (-h["fitness"], h["size"]))
-    return hof[:size]
+#: folders a search writes (removed by ``overwrite=True``)
+_OUTPUT_DIRS = ("hall_of_fame", "validation")
+#: settings a resume may change (they do not change what the generations compute)
+_FREE_ON_RESUME = ("generations", "validate_top", "validate_seeds", "transfer_model",
+                   "transfer_label_noise", "transfer_epochs", "executor", "workers", "timeout", "ray_address")
 
 
 # --------------------------------------------------------------------------------------------
-# The loop
+# Start: a fresh population, or the checkpoint's
 # --------------------------------------------------------------------------------------------
-def _evaluate(pop: list[Individual], cfg: SearchConfig, cache: dict, executor: Any,
-              fitness: str | Callable, progress: bool) -> dict[str, Any]:
-    invalid = [ind for ind in pop if not ind.fitness.valid]
-    saved = _rng_state()       # fitness runs and lazy imports must not move the search's RNG streams
-    records, stats = evaluate_candidates(
-        [to_expr(ind) for ind in invalid], cache=cache, fitness=fitness,
-        settings=cfg.fitness_settings(), executor=executor,
-        screen_kwargs={"steps": cfg.screen_steps, "min_gain": cfg.screen_min_gain},
-        rungs=cfg.halving_rungs, eta=cfg.halving_eta, progress=progress)
-    for ind, rec in zip(invalid, records):
-        ind.fitness.values = (rec["fitness"],)
-        ind.note = rec["reason"]
-    _set_rng_state(saved)
-    return asdict(stats)
-
-
-def _record(gen: int, pop: list[Individual], stats: dict, wall: float, total: float) -> dict[str, Any]:
-    fits = [ind.fitness.values[0] for ind in pop]
-    req = stats["requested"]
-    return {"generation": gen, "best": max(fits), "median": statistics.median(fits),
-            "mean": statistics.fmean(fits), "evaluations": stats["evaluations"],
-            "requested": req, "cache_hits": stats["cache_hits"],
-            "cache_hit_rate": stats["cache_hits"] / req if req else 0.0,
-            "screened": stats["screened"], "rejected": stats["rejected"],
-            "rejection_rate": stats["rejected"] / stats["screened"] if stats["screened"] else 0.0,
-            "failed": stats["failed"], "mean_size": statistics.fmean(len(i) for i in pop),
-            "wall_time": round(wall, 3), "total_time": round(total, 3)}
-
-
 def _initial_population(cfg: SearchConfig, pset: Any, tb: Any) -> list[Individual]:
     from ..losses import get_loss_info
 
@@ -236,13 +121,13 @@ def _initial_population(cfg: SearchConfig, pset: Any, tb: Any) -> list[Individua
     for name in cfg.seed_losses[:cfg.population]:
         expr = get_loss_info(name).expression
         if expr is None:
-            raise ValueError(f"loss {name!r} has no expression over p and y; it cannot seed the search")
+            raise InputError(f"loss {name!r} has no expression over p and y; it cannot seed the search")
         ind = from_expr(expr, pset)
         if not is_valid(ind, max_height=cfg.max_height):
-            raise ValueError(f"seed loss {name!r} is higher than max_height={cfg.max_height} "
+            raise InputError(f"seed loss {name!r} is higher than max_height={cfg.max_height} "
                              f"or lacks p or y")
         pop.append(ind)
-    for _ in range(cfg.population - len(pop)):
+    while len(pop) < cfg.population:
         for _ in range(cfg.init_tries):          # redraw trees the screen would reject anyway
             ind = tb.individual()
             if cfg.init_tries == 1 or screen(to_expr(ind), steps=cfg.screen_steps,
@@ -252,15 +137,162 @@ def _initial_population(cfg: SearchConfig, pset: Any, tb: Any) -> list[Individua
     return pop
 
 
+def _resume(config: SearchConfig, ckpt: Path, pset: Any) -> _State:
+    state = load_checkpoint(ckpt)
+    saved = dict(state["config"], generations=config.generations)
+    new = config.to_dict()
+    diff = sorted(k for k in new if k not in _FREE_ON_RESUME
+                  and saved.get(k) != new[k])
+    if diff:
+        raise InputError(f"--resume: config differs from the checkpoint's in {', '.join(diff)}")
+    if state["generation"] > config.generations:
+        raise InputError(f"--resume: the checkpoint is at generation {state['generation']}, "
+                         f"beyond --generations {config.generations}")
+    pop = []
+    for rec in state["population"]:
+        ind = from_expr(E.parse(rec["infix"]), pset)
+        ind.fitness.values = (rec["fitness"],)
+        ind.status, ind.reason = Status(rec["status"]), rec.get("reason")
+        pop.append(ind)
+    set_rng_state(state["rng"])
+    tuned = state.get("tuned") if state["generation"] == config.generations else None
+    return _State(pop, state["hall_of_fame"], state["logbook"], state["cache"],
+                  state["generation"], state["elapsed"], tuned)
+
+
+def _start(config: SearchConfig, out: Path, pset: Any, tb: Any, *, resume: bool,
+           overwrite: bool) -> _State:
+    ckpt = out / CHECKPOINT
+    if resume:
+        return _resume(config, ckpt, pset)
+    if ckpt.exists() and not overwrite:
+        raise InputError(f"{ckpt} exists: pass --resume to continue that search or --overwrite "
+                         f"to start over (or choose another --out)")
+    if overwrite:                                # start over: no stale outputs of the old search
+        import shutil
+
+        for name in _OUTPUT_DIRS:
+            shutil.rmtree(out / name, ignore_errors=True)
+        for name in (CHECKPOINT, "result.json", "generations.csv", "generations.png"):
+            (out / name).unlink(missing_ok=True)
+    import numpy as np
+    import torch
+
+    random.seed(config.seed)
+    np.random.seed(config.seed)
+    torch.manual_seed(config.seed)
+    return _State(_initial_population(config, pset, tb))
+
+
+# --------------------------------------------------------------------------------------------
+# One generation
+# --------------------------------------------------------------------------------------------
+def _update_hof(hof: list[dict], population: list[Individual], generation: int, size: int) -> list[dict]:
+    """Best distinct losses (by fingerprint); ties keep the smaller, then the earlier."""
+    seen = {h["fingerprint"] for h in hof}
+    for ind in population:
+        expr = to_expr(ind)
+        key = cache_key(expr)
+        if key in seen or ind.status is not Status.OK:
+            continue
+        seen.add(key)
+        hof.append({"fingerprint": key, "infix": E.to_infix(expr), "fitness": ind.fitness.values[0],
+                    "size": len(ind), "generation": generation})
+    hof.sort(key=lambda h: (-h["fitness"], h["size"]))
+    return hof[:size]
+
+
+def _evaluate(pop: list[Individual], cfg: SearchConfig, cache: dict, executor: Any,
+              fitness: str | Callable, progress: bool) -> dict[str, Any]:
+    invalid = [ind for ind in pop if not ind.fitness.valid]
+    saved = rng_state()       # fitness runs and lazy imports must not move the search's RNG streams
+    records, stats = evaluate_candidates(
+        [to_expr(ind) for ind in invalid], cache=cache, fitness=fitness,
+        settings=cfg.fitness_settings(), executor=executor,
+        screen_kwargs={"steps": cfg.screen_steps, "min_gain": cfg.screen_min_gain},
+        rungs=cfg.halving_rungs, eta=cfg.halving_eta, progress=progress)
+    for ind, rec in zip(invalid, records):
+        ind.fitness.values = (rec["fitness"],)
+        ind.status, ind.reason = Status(rec["status"]), rec["reason"]
+    set_rng_state(saved)
+    return asdict(stats)
+
+
+def _row(gen: int, pop: list[Individual], stats: dict, revaried: int, wall: float,
+         total: float) -> dict[str, Any]:
+    fits = [ind.fitness.values[0] for ind in pop]
+    req, scr = stats["requested"], stats["screened"]
+    pairs = [pair for pair in stats["rung_pairs"] if len(pair[0]) >= 3]
+    rhos = [r for r in (spearman(lo, hi) for lo, hi in pairs) if r is not None]
+    return {"generation": gen, "best": max(fits), "median": statistics.median(fits),
+            "mean": statistics.fmean(fits), "unique_fraction": unique_fraction(pop),
+            "revaried": revaried, "evaluations": stats["evaluations"], "requested": req,
+            "cache_hits": stats["cache_hits"], "cache_hit_rate": stats["cache_hits"] / req if req else 0.0,
+            "screened": scr, "rejected": stats["rejected"],
+            "rejection_rate": stats["rejected"] / scr if scr else 0.0, "failed": stats["failed"],
+            "rung_spearman": statistics.fmean(rhos) if rhos else None,
+            "rung_pairs": stats["rung_pairs"], "mean_size": statistics.fmean(len(i) for i in pop),
+            "wall_time": round(wall, 3), "total_time": round(total, 3)}
+
+
+def _check_first_generation(pop: list[Individual], stats: dict) -> None:
+    if stats["evaluations"] and stats["failed"] == stats["evaluations"]:
+        first = next((i.reason for i in pop if i.status is Status.FAILED), "unknown")
+        raise InputError(f"every fitness run of generation 0 failed; first error: {first}")
+
+
+def _generation(gen: int, st: _State, config: SearchConfig, tb: Any, run_eval: Callable) -> dict:
+    t0 = time.perf_counter()
+    revaried = 0
+    if gen > 0:
+        elites = [tb.clone(ind) for ind in tools.selBest(st.pop, config.elites)]
+        offspring = tb.select(st.pop, len(st.pop) - config.elites)
+        offspring = algorithms.varAnd(offspring, tb, config.crossover, config.mutation)
+        revaried = revary_duplicates(offspring, elites, tb, config.revary_tries)
+        st.pop = elites + offspring
+    stats = run_eval(st.pop)
+    if gen == 0:
+        _check_first_generation(st.pop, stats)
+    st.hof = _update_hof(st.hof, st.pop, gen, config.hall_of_fame)
+    wall = time.perf_counter() - t0
+    st.elapsed += wall
+    st.generation = gen
+    row = _row(gen, st.pop, stats, revaried, wall, st.elapsed)
+    st.logbook.append(row)
+    return row
+
+
+def _save(out: Path, config: SearchConfig, st: _State) -> None:
+    save_checkpoint(out / CHECKPOINT, {
+        "config": config.to_dict(), "generation": st.generation,
+        "population": [{"infix": E.to_infix(to_expr(i)), "fitness": i.fitness.values[0],
+                        "status": i.status.value, "reason": i.reason} for i in st.pop],
+        "hall_of_fame": st.hof, "logbook": st.logbook, "cache": st.cache, "rng": rng_state(),
+        "elapsed": st.elapsed, "tuned": st.tuned})
+
+
+def _log_line(row: dict, config: SearchConfig, hof: list[dict]) -> str:
+    best = hof[0]["infix"] if hof else "-"
+    return (f"gen {row['generation']:3d}/{config.generations}  best {row['best']:.4f}  "
+            f"median {row['median']:.4f}  unique {row['unique_fraction']:.0%}  "
+            f"evals {row['evaluations']:3d}  cache {row['cache_hit_rate']:.0%}  "
+            f"rejected {row['rejection_rate']:.0%}  {row['wall_time']:.1f}s  | {best}")
+
+
+# --------------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------------
 def run_search(config: SearchConfig, out_dir: str | os.PathLike[str], *, resume: bool = False,
-               fitness_fn: Callable[[str, dict], float] | None = None, progress: bool = True,
-               stop_after: int | None = None, log: Callable[[str], None] | None = print) -> SearchResult:
+               overwrite: bool = False, fitness_fn: Callable[[str, dict], float] | None = None,
+               progress: bool = True, stop_after: int | None = None,
+               log: Callable[[str], None] | None = print) -> SearchResult:
     """Run (or resume) a search; writes checkpoint, hall of fame, CSV and plot under ``out_dir``.
 
     Args:
         config: the search configuration.
         out_dir: output directory (created).
         resume: continue from ``out_dir/checkpoint.json`` (the config must match).
+        overwrite: start over even if ``out_dir`` holds a checkpoint (else that is an error).
         fitness_fn: a module-level ``fn(infix, settings) -> accuracy`` replacing ``config.fitness``.
         progress: show a tqdm bar over evaluations.
         stop_after: stop after this generation's checkpoint (simulates a kill; for tests).
@@ -270,73 +302,33 @@ def run_search(config: SearchConfig, out_dir: str | os.PathLike[str], *, resume:
         :class:`SearchResult`.
     """
     from .output import write_outputs
+    from .tune import tune_hall_of_fame
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    ckpt = out / CHECKPOINT
+    if fitness_fn is None:
+        FITNESS.get(config.fitness)              # an unknown name: one line with close matches
     fitness: str | Callable = fitness_fn if fitness_fn is not None else config.fitness
-    if fitness_fn is None and config.fitness not in FITNESS_FUNCTIONS:
-        raise ValueError(f"fitness {config.fitness!r} needs a fitness_fn; registered: {sorted(FITNESS_FUNCTIONS)}")
     if fitness == "train":
         check_train_settings(config.fitness_settings())
     pset = make_pset(const_range=config.const_range, primitives=config.primitives)
     tb = make_toolbox(pset, tournament_size=config.tournament_size, max_height=config.max_height,
                       init_max_height=config.init_max_height)
     with closing(make_search_executor(config.executor, workers=config.workers, timeout=config.timeout,
-                                      ray_address=config.ray_address, threads=config.threads)) as executor:
-        if resume:
-            state = load_checkpoint(ckpt)
-            saved = dict(state["config"], generations=config.generations)
-            if saved != config.to_dict():
-                diff = sorted(k for k, v in config.to_dict().items() if saved.get(k) != v)
-                raise ValueError(f"--resume: config differs from the checkpoint's in {', '.join(diff)}")
-            pop = []
-            for rec in state["population"]:
-                ind = from_expr(E.from_json(rec["tree"]), pset)
-                ind.fitness.values = (rec["fitness"],)
-                ind.note = rec["note"]
-                pop.append(ind)
-            hof, logbook, cache = state["hall_of_fame"], state["logbook"], state["cache"]
-            start_gen, elapsed = state["generation"] + 1, state["elapsed"]
-            _set_rng_state(state["rng"])
-        else:
-            random.seed(config.seed)
-            import numpy as np
-            import torch
-
-            np.random.seed(config.seed)
-            torch.manual_seed(config.seed)
-            hof, logbook, cache, start_gen, elapsed = [], [], {}, 0, 0.0
-            pop = _initial_population(config, pset, tb)
-        _write_json(out / "config.json", config.to_dict())
-        for gen in range(start_gen, config.generations + 1):
-            t0 = time.perf_counter()
-            if gen > 0:
-                elites = [tb.clone(ind) for ind in tools.selBest(pop, config.elites)]
-                offspring = tb.select(pop, len(pop) - config.elites)
-                offspring = algorithms.varAnd(offspring, tb, config.crossover, config.mutation)
-                pop = elites + offspring
-            stats = _evaluate(pop, config, cache, executor, fitness, progress)
-            hof = _update_hof(hof, pop, gen, config.hall_of_fame)
-            wall = time.perf_counter() - t0
-            elapsed += wall
-            row = _record(gen, pop, stats, wall, elapsed)
-            if gen == 0 and stats["evaluations"] and stats["failed"] == stats["evaluations"]:
-                first = next(i.note for i in pop if i.note and i.fitness.values[0] == 0.0
-                             and not i.note.startswith(("missing", "non-finite", "constant", "minimising")))
-                raise ValueError(f"every fitness run of generation 0 failed; first error: {first}")
-            logbook.append(row)
+                                      ray_address=config.ray_address, threads=config.threads)) as ex:
+        st = _start(config, out, pset, tb, resume=resume, overwrite=overwrite)
+        from ..fileio import write_json_atomic
+        write_json_atomic(out / "config.json", config.to_dict(), indent=2)
+        run_eval = lambda pop: _evaluate(pop, config, st.cache, ex, fitness, progress)  # noqa: E731
+        for gen in range(st.generation + 1, config.generations + 1):
+            row = _generation(gen, st, config, tb, run_eval)
             if log:
-                best = hof[0]["infix"] if hof else "-"
-                log(f"gen {gen:3d}/{config.generations}  best {row['best']:.4f}  median {row['median']:.4f}  "
-                    f"evals {row['evaluations']:3d}  cache {row['cache_hit_rate']:.0%}  "
-                    f"rejected {row['rejection_rate']:.0%}  {wall:.1f}s  | {best}")
-            _write_json(ckpt, {"version": _CKPT_VERSION, "config": config.to_dict(), "generation": gen,
-                               "population": [{"tree": _tree(to_expr(i)), "fitness": i.fitness.values[0],
-                                               "note": i.note} for i in pop],
-                               "hall_of_fame": hof, "logbook": logbook, "cache": cache,
-                               "rng": _rng_state(), "elapsed": elapsed})
-            if stop_after is not None and gen >= stop_after and gen < config.generations:
-                return SearchResult(hof, logbook, out, finished=False)
-    write_outputs(out, hof, logbook, config)
-    return SearchResult(hof, logbook, out, finished=True)
+                log(_log_line(row, config, st.hof))
+            _save(out, config, st)
+            if stop_after is not None and stop_after <= gen < config.generations:
+                return SearchResult(st.hof, st.logbook, out, finished=False)
+        if st.tuned is None:
+            st.tuned = tune_hall_of_fame(st.hof, config, fitness, ex, log=log)
+            _save(out, config, st)
+    write_outputs(out, st.hof, st.logbook, config, st.tuned)
+    return SearchResult(st.hof, st.logbook, out, finished=True, tuned=st.tuned)

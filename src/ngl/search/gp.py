@@ -12,6 +12,7 @@ a copy of its parent (DEAP's ``staticLimit`` idea, extended to the variables).
 from __future__ import annotations
 
 import copy
+import enum
 import random
 from functools import partial
 from typing import Any, Callable
@@ -20,12 +21,21 @@ from deap import base, gp, tools
 
 from .. import expr as E
 
-__all__ = ["Fitness", "Individual", "make_pset", "to_expr", "from_expr", "is_valid",
+__all__ = ["Status", "Fitness", "Individual", "make_pset", "to_expr", "from_expr", "is_valid",
            "make_toolbox", "random_constant", "WORST_FITNESS"]
 
 #: Fitness given to rejected, crashed, timed-out and NaN candidates (accuracy is >= 0).
 WORST_FITNESS = 0.0
 EPHEMERAL = "const"
+
+
+class Status(str, enum.Enum):
+    """What happened to a candidate (stored as its string value in checkpoints)."""
+
+    OK = "ok"                  # trained; fitness is its validation accuracy
+    REJECTED = "rejected"      # thrown out by the rejection screen
+    FAILED = "failed"          # crashed, timed out, NaN
+    SEED = "seed"              # not evaluated yet
 
 
 class Fitness(base.Fitness):
@@ -35,12 +45,13 @@ class Fitness(base.Fitness):
 
 
 class Individual(gp.PrimitiveTree):
-    """A loss tree with its fitness and, once evaluated, a status note (rejection reason...)."""
+    """A loss tree with its fitness, its :class:`Status` and, when not ok, the reason."""
 
     def __init__(self, content: Any) -> None:
         super().__init__(content)
         self.fitness = Fitness()
-        self.note: str | None = None
+        self.status: Status = Status.SEED
+        self.reason: str | None = None
 
 
 def random_constant(low: float, high: float, digits: int = 4) -> float:

@@ -1,34 +1,48 @@
-"""Search outputs: hall-of-fame expression files, the per-generation CSV and its plot."""
+"""Search outputs: hall-of-fame expression files, the per-generation CSV and its plot, result.json.
+
+``result.json`` carries the proxy calibration of successive halving: the Spearman rank correlation
+between the low- and high-rung scores of the promoted candidates, pooled over the search.
+"""
 from __future__ import annotations
 
-import json
+import statistics
 from pathlib import Path
 from typing import Any
 
 from .. import expr as E
-from ..fileio import write_csv_atomic
+from ..fileio import pyplot, save_figure, write_csv_atomic, write_json_atomic
+from .evaluate import spearman
 
 __all__ = ["write_outputs", "write_hall_of_fame", "write_generations_csv", "plot_generations",
-           "CSV_COLUMNS"]
+           "CSV_COLUMNS", "proxy_calibration"]
 
-CSV_COLUMNS = ["generation", "best", "median", "mean", "evaluations", "requested", "cache_hits",
-               "cache_hit_rate", "screened", "rejected", "rejection_rate", "failed", "mean_size",
-               "wall_time", "total_time"]
+CSV_COLUMNS = ["generation", "best", "median", "mean", "unique_fraction", "revaried", "evaluations",
+               "requested", "cache_hits", "cache_hit_rate", "screened", "rejected",
+               "rejection_rate", "failed", "rung_spearman", "mean_size", "wall_time", "total_time"]
+_SEARCH_KEYS = ("fitness", "dataset", "model", "label_noise", "val_fraction", "max_steps", "seed")
 
 
-def write_hall_of_fame(out: Path, hof: list[dict], config: dict[str, Any]) -> list[Path]:
-    """``out/hall_of_fame/NN.json`` (best = 00): tree, infix, LaTeX, fitness and provenance."""
+def write_hall_of_fame(out: Path, hof: list[dict], config: dict[str, Any],
+                       tuned: list[dict] | None = None) -> list[Path]:
+    """``out/hall_of_fame/NN.json`` (best = 00): tree, infix, LaTeX, fitness and provenance; the
+    tuned constants with the fitness before and after tuning; validated deltas once validated."""
     folder = out / "hall_of_fame"
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("*.json"):
         old.unlink()
+    by_rank = {t["rank"]: t for t in tuned or []}
     paths = []
     for rank, entry in enumerate(hof):
-        expr = E.from_json(entry["tree"])
-        paths.append(E.save(expr, folder / f"{rank:02d}.json", rank=rank, fitness=entry["fitness"],
-                            fitness_metric="validation accuracy", generation=entry["generation"],
-                            fingerprint=entry["fingerprint"], size=entry["size"],
-                            search={k: config[k] for k in ("fitness", "dataset", "model", "max_steps", "seed")}))
+        meta = {"rank": rank, "fitness": entry["fitness"], "fitness_metric": "final validation accuracy",
+                "generation": entry["generation"], "fingerprint": entry["fingerprint"],
+                "size": entry["size"], "search": {k: config.get(k) for k in _SEARCH_KEYS}}
+        if rank in by_rank:
+            t = by_rank[rank]
+            meta["tuning"] = {k: t.get(k) for k in ("status", "infix", "constants", "constants_before",
+                                                   "fitness_before", "fitness", "evaluations", "improved")}
+        if entry.get("validation"):
+            meta["validation"] = entry["validation"]
+        paths.append(E.save(E.parse(entry["infix"]), folder / f"{rank:02d}.json", **meta))
     return paths
 
 
@@ -37,11 +51,9 @@ def write_generations_csv(path: Path, logbook: list[dict]) -> Path:
 
 
 def plot_generations(path: Path, logbook: list[dict]) -> Path:
-    """Best/median fitness and rejection/cache-hit rates per generation."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Best/median fitness, unique fraction and rejection/cache-hit rates per generation."""
+    plt = pyplot()
+    from matplotlib.ticker import MaxNLocator
 
     gens = [r["generation"] for r in logbook]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -49,27 +61,41 @@ def plot_generations(path: Path, logbook: list[dict]) -> Path:
     ax1.plot(gens, [r["median"] for r in logbook], marker=".", label="median")
     ax1.set(xlabel="generation", ylabel="fitness (validation accuracy)", title="fitness")
     ax1.legend()
-    ax2.plot(gens, [r["rejection_rate"] for r in logbook], marker=".", label="rejection rate")
-    ax2.plot(gens, [r["cache_hit_rate"] for r in logbook], marker=".", label="cache-hit rate")
-    ax2.set(xlabel="generation", ylabel="fraction", ylim=(-0.05, 1.05), title="cheapness")
+    for key, label in (("unique_fraction", "unique fraction"), ("rejection_rate", "rejection rate"),
+                       ("cache_hit_rate", "cache-hit rate")):
+        ax2.plot(gens, [r.get(key, 0.0) for r in logbook], marker=".", label=label)
+    ax2.set(xlabel="generation", ylabel="fraction", ylim=(-0.05, 1.05), title="diversity and cheapness")
     ax2.legend()
-    from matplotlib.ticker import MaxNLocator
-
     for ax in (ax1, ax2):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
-def write_outputs(out: Path, hof: list[dict], logbook: list[dict], config: Any) -> None:
+def proxy_calibration(logbook: list[dict]) -> dict[str, Any]:
+    """Spearman correlation between rung scores (successive halving), pooled and per generation."""
+    low: list[float] = []
+    high: list[float] = []
+    for row in logbook:
+        for lo, hi in row.get("rung_pairs") or []:
+            low += lo
+            high += hi
+    per_gen = [r["rung_spearman"] for r in logbook if r.get("rung_spearman") is not None]
+    return {"pairs": len(low), "spearman_pooled": spearman(low, high),
+            "spearman_mean_per_generation": statistics.fmean(per_gen) if per_gen else None}
+
+
+def write_outputs(out: Path, hof: list[dict], logbook: list[dict], config: Any,
+                  tuned: list[dict] | None = None) -> None:
     """Everything a finished search leaves behind, next to its checkpoint and config."""
     cfg = config.to_dict()
-    write_hall_of_fame(out, hof, cfg)
+    write_hall_of_fame(out, hof, cfg, tuned)
     write_generations_csv(out / "generations.csv", logbook)
     plot_generations(out / "generations.png", logbook)
-    summary = {"best": hof[0] if hof else None, "hall_of_fame": hof, "generations": len(logbook),
-               "evaluations": sum(r["evaluations"] for r in logbook),
+    summary = {"best": hof[0] if hof else None, "hall_of_fame": hof, "tuned": tuned or [],
+               "generations": len(logbook), "evaluations": sum(r["evaluations"] for r in logbook),
+               "unique_fraction_after_gen0": (statistics.fmean(r["unique_fraction"] for r in logbook[1:])
+                                              if len(logbook) > 1 else None),
+               "proxy_calibration": proxy_calibration(logbook) if cfg["halving_rungs"] > 1 else None,
                "wall_time": logbook[-1]["total_time"] if logbook else 0.0, "config": cfg}
-    (out / "result.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
+    write_json_atomic(out / "result.json", summary, indent=2)

@@ -20,9 +20,7 @@ import torch
 
 from .. import expr as E
 
-__all__ = ["ScreenResult", "screen", "SCREEN_DEFAULTS"]
-
-SCREEN_DEFAULTS = {"steps": 200, "lr": 0.1, "batch": 32, "classes": 10, "min_gain": 0.2, "seed": 0}
+__all__ = ["ScreenResult", "screen"]
 
 
 @dataclass(frozen=True)
@@ -36,9 +34,8 @@ class ScreenResult:
 
 
 def _probe() -> tuple[torch.Tensor, torch.Tensor]:
-    p = torch.linspace(0.0, 1.0, 33, dtype=torch.float64).repeat(2)
-    y = torch.cat([torch.zeros(33, dtype=torch.float64), torch.ones(33, dtype=torch.float64)])
-    return p, y
+    p, y = E.probe_grid()
+    return torch.from_numpy(p), torch.from_numpy(y)
 
 
 def _finite_check(expr: E.Expr) -> str | None:
