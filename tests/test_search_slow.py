@@ -104,7 +104,10 @@ def test_end_to_end_search_through_the_harness(tmp_path):
     assert main(["bench", "--preset", "smoke", "--losses", f"ce,{best}", "--out", str(tmp_path / "bench"),
                  "--quiet", "--no-plots"]) == 0
     report = json.loads((tmp_path / "bench" / "report" / "report.json").read_text())
-    assert str(best) in report["losses"] and report["runs"]["ok"] == report["runs"]["total"] == 2
+    # the file's content is what ran (its infix), and the report says which file it came from
+    found = [spec for spec, paths in report["sources"].items() if str(best) in paths]
+    assert found and found[0] in report["losses"] and found[0].startswith("expr:")
+    assert report["runs"]["ok"] == report["runs"]["total"] == 2
 
 
 def sleepy_fitness(infix: str, settings: dict) -> float:

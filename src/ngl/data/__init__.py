@@ -9,7 +9,7 @@
 """
 from . import images, readers
 from .augment import AUGMENT_PARTS, augment_batch, parse_augment
-from .registry import (DATASETS, MAX_CLASSES, DatasetInfo, DataSplits, get_dataset_info, list_datasets,
+from .loading import (DATASETS, MAX_CLASSES, DatasetInfo, DataSplits, get_dataset_info, list_datasets,
                        load_dataset, register_dataset, take)
 from .splits import PROTOCOL_SEED, add_label_noise, stratified_split, stratified_subset
 

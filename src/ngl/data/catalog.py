@@ -1,6 +1,6 @@
 """The dataset registry itself: :class:`DatasetInfo` and :data:`DATASETS`. Readers register their
 dataset next to their definition with :func:`dataset` (as timm's ``register_model``); splits and
-loading live in :mod:`ngl.data.registry`.
+loading live in :mod:`ngl.data.loading`.
 
 >>> DATASETS.get("cifar10").flip_safe, DATASETS.get("digits").augment
 (True, 'none')

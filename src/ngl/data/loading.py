@@ -1,4 +1,4 @@
-"""Dataset registry and the protocol's splits: ``list_datasets()``, ``load_dataset(name, ...)``.
+"""Loading a dataset under the protocol (``list_datasets()``, ``load_dataset(name, ...)``), splits.
 
 Images are kept in memory as uint8 tensors ``(N, C, H, W)`` (PCam stays lazy on disk) so a batch
 is one index gather; labels are int64 tensors in ``0 .. MAX_CLASSES - 1``, with at least two
