@@ -61,25 +61,10 @@ def plain_ngl(y, x, *, from_logits: bool, scaling: bool):
 
 
 def grad(fn, y: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """d sum(fn(y, x)) / dx with the running backend's autodiff."""
-    yt = ops.convert_to_tensor(y)
-    if BACKEND == "tensorflow":
-        import tensorflow as tf
+    """d sum(fn(y, x)) / dx with the running backend's autodiff (keras_cases' helper)."""
+    from keras_cases import keras_grad
 
-        xv = tf.constant(x)
-        with tf.GradientTape() as tape:
-            tape.watch(xv)
-            value = tf.reduce_sum(fn(yt, xv))
-        return tape.gradient(value, xv).numpy()
-    if BACKEND == "jax":
-        import jax.numpy as jnp
-
-        return np.asarray(jax.grad(lambda v: jnp.sum(fn(yt, v)))(jnp.asarray(x)))
-    import torch
-
-    xv = torch.tensor(x, requires_grad=True)
-    fn(yt, xv).sum().backward()
-    return xv.grad.numpy()
+    return keras_grad(fn, ops.convert_to_tensor(y), x)
 
 
 def case(shape: tuple[int, ...], target: str, from_logits: bool, extreme: bool = False):
