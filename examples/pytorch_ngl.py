@@ -110,7 +110,7 @@ def run(loss_name, args, train_set, test_set, in_channels, num_classes, device):
     train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True)
     test_loader = DataLoader(test_set, batch_size=256)
     start = time.perf_counter()
-    for epoch in range(1, args.epochs + 1):
+    for _ in range(args.epochs):
         train(model, device, train_loader, criterion, optimizer)
     return evaluate(model, device, test_loader), time.perf_counter() - start
 
