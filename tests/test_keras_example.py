@@ -107,6 +107,24 @@ def test_cifar100_data_path_reads_native_pickles(tmp_path):
     assert all(test_lookup[img.tobytes()] == int(v) for img, v in zip(data.x_test, data.y_test))
 
 
+@pytest.mark.keras
+def test_published_model_and_loss():
+    """The CIFAR-100 mode's model: 32x32 inputs upsampled x8 to InceptionV3 at 256x256, 100-way
+    softmax; its NGL applies the reference's sigmoid (scaling=True)."""
+    pytest.importorskip("keras")
+    ex = _example()
+    args = ex.parse_args(["--data-dir", "unused"])
+    model = ex.build_model((32, 32, 3), 100, upsample=args.upsample, augment=args.augment,
+                           bn_momentum=args.bn_momentum)
+    base = next(layer for layer in model.layers if layer.name == "inception_v3")
+    assert base.input_shape == (None, 256, 256, 3) and model.output_shape == (None, 100)
+    assert [type(layer).__name__ for layer in model.layers[1:4]] == \
+        ["RandomFlip", "RandomTranslation", "RandomZoom"]
+    assert {layer.momentum for layer in ex._batch_norms(model)} == {0.99}
+    loss = ex.make_loss("ngl", scaling=args.scaling)
+    assert loss.scaling is True and loss.from_logits is False
+
+
 def test_missing_cifar_dir_names_the_expected_path(tmp_path):
     pytest.importorskip("ngl.data.readers", reason="ngl.data.readers.read_cifar not merged yet")
     ex = _example()
