@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import io
-import json
 import os
 import pickle
 import re
@@ -171,18 +170,16 @@ def test_bn_momentum_reaches_every_batch_norm():
 
 @pytest.mark.slow
 @pytest.mark.keras
-def test_digits_mode_learns_and_prints_ce_beside_ngl(tmp_path):
-    """The documented no-data command, unchanged but for --out: NGL must reach 80% test accuracy
-    on the digits (chance is 10%), and CE's result is printed in the same table."""
+def test_digits_mode_learns_and_prints_ce_beside_ngl():
+    """The documented no-data command, unchanged: NGL must reach 80% test accuracy on the digits
+    (chance is 10%; measured 85.6%), and CE's result is printed in the same table. About 6
+    minutes on 2 idle cores (examples/README.md)."""
     env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3",
            "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, str(EXAMPLE), "--quiet", "--out", str(tmp_path)], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run([sys.executable, str(EXAMPLE), "--quiet"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    rows = dict(re.findall(r"^(NGL|CE)\s+([\d.]+)%", proc.stdout, flags=re.M))
+    rows = {name: float(acc) / 100
+            for name, acc in re.findall(r"^(NGL|CE)\s+([\d.]+)%", proc.stdout, flags=re.M)}
     assert set(rows) == {"NGL", "CE"}, proc.stdout
-    results = {r["loss"]: r for r in json.loads((tmp_path / "results.json").read_text())}
-    assert results["ngl"]["test_accuracy"] >= 0.80, proc.stdout
-    assert float(rows["NGL"]) == pytest.approx(100 * results["ngl"]["test_accuracy"], abs=0.06)
-    assert float(rows["CE"]) == pytest.approx(100 * results["ce"]["test_accuracy"], abs=0.06)
-    assert (tmp_path / "ngl" / "model.keras").is_file() and (tmp_path / "ce" / "history.json").is_file()
+    assert rows["NGL"] >= 0.80 and 0 < rows["CE"] <= 1, proc.stdout
