@@ -106,8 +106,8 @@ def test_image_folder_tree_trains_and_compares(monkeypatch, capsys, tmp_path):
 @pytest.mark.slow
 def test_digits_ngl_learns_and_ce_is_printed_beside_it():
     """The documented command, unchanged. Measured: NGL 98.9% (99.2% on 2 threads), CE 97.5%
-    (seed 0, 10 epochs); chance is 10%. 90% leaves room for thread/platform non-determinism yet fails any loss
-    that does not train (a sign error or a dead gradient stays far below it)."""
+    (seed 0, 10 epochs); chance is 10%. 90% leaves room for thread/platform non-determinism yet
+    fails any loss that does not train (a sign error or a dead gradient stays far below it)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run([sys.executable, str(EXAMPLE), "--no-accel"], cwd=ROOT, env=env,
