@@ -172,8 +172,8 @@ def test_bn_momentum_reaches_every_batch_norm():
 @pytest.mark.keras
 def test_digits_mode_learns_and_prints_ce_beside_ngl():
     """The documented no-data command, unchanged: NGL must reach 80% test accuracy on the digits
-    (chance is 10%; measured 85.6%), and CE's result is printed in the same table. About 10
-    minutes on 2 cores (581 s measured, examples/README.md)."""
+    (chance is 10%; measured 85.6%), and CE's result is printed in the same table. About 8
+    minutes on 2 cores (455 s measured at load 1, examples/README.md)."""
     env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3",
            "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run([sys.executable, str(EXAMPLE), "--quiet"], cwd=ROOT, env=env,
