@@ -1,12 +1,13 @@
-"""The published Keras example (examples/inception_cifar100.py): its CIFAR-100 data path on tiny
-files in the native Python-2 pickle format, and a tiny end-to-end run on the embedded digits."""
+"""The published Keras example (examples/inception_cifar100.py): its CIFAR-100 mode keeps the
+published setup and reads tiny files in the native Python-2 pickle format; its no-data mode
+learns the embedded digits (NGL >= 80%) and prints CE beside it."""
 from __future__ import annotations
 
 import importlib.util
 import io
-import json
 import os
 import pickle
+import re
 import struct
 import subprocess
 import sys
@@ -89,7 +90,10 @@ def test_cifar100_data_path_reads_native_pickles(tmp_path):
     made = write_tiny_cifar100(tmp_path)
     ex = _example()
     args = ex.parse_args(["--data-dir", str(tmp_path), "--max-test", "10"])
-    assert (args.epochs, args.batch_size, args.upsample, args.augment) == (200, 128, 8, True)
+    # the published setup: 200 epochs of batch 128, x8 to 256x256, augmentation, Adam 1e-3, and
+    # NGL on sigmoid(softmax) (scaling=True) as the reference Keras example trained it
+    assert (args.epochs, args.batch_size, args.upsample, args.augment, args.lr) == (200, 128, 8, True, 1e-3)
+    assert (args.losses, args.scaling, args.bn_momentum) == (["ngl"], True, 0.99)
     data = ex.load_data(args)
     assert data.name == "cifar100" and data.classes == 100
     assert (len(data.y_train), len(data.y_val), len(data.y_test)) == (54, 6, 10)
@@ -102,6 +106,24 @@ def test_cifar100_data_path_reads_native_pickles(tmp_path):
     assert all(test_lookup[img.tobytes()] == int(v) for img, v in zip(data.x_test, data.y_test))
 
 
+@pytest.mark.keras
+def test_published_model_and_loss():
+    """The CIFAR-100 mode's model: 32x32 inputs upsampled x8 to InceptionV3 at 256x256, 100-way
+    softmax; its NGL applies the reference's sigmoid (scaling=True)."""
+    pytest.importorskip("keras")
+    ex = _example()
+    args = ex.parse_args(["--data-dir", "unused"])
+    model = ex.build_model((32, 32, 3), 100, upsample=args.upsample, augment=args.augment,
+                           bn_momentum=args.bn_momentum)
+    base = next(layer for layer in model.layers if layer.name == "inception_v3")
+    assert base.input_shape == (None, 256, 256, 3) and model.output_shape == (None, 100)
+    assert [type(layer).__name__ for layer in model.layers[1:4]] == \
+        ["RandomFlip", "RandomTranslation", "RandomZoom"]
+    assert {layer.momentum for layer in ex._batch_norms(model)} == {0.99}
+    loss = ex.make_loss("ngl", scaling=args.scaling)
+    assert loss.scaling is True and loss.from_logits is False
+
+
 def test_missing_cifar_dir_names_the_expected_path(tmp_path):
     pytest.importorskip("ngl.data.readers", reason="ngl.data.readers.read_cifar not merged yet")
     ex = _example()
@@ -112,10 +134,11 @@ def test_missing_cifar_dir_names_the_expected_path(tmp_path):
 def test_digits_data_and_upsampling_guard():
     ex = _example()
     args = ex.parse_args([])
-    assert (args.epochs, args.upsample, args.augment, args.max_train) == (1, 10, False, 400)
+    assert (args.upsample, args.augment, args.max_train, args.scaling) == (10, False, None, False)
+    assert args.losses == ["ngl", "ce"]
     data = ex.load_data(args)
     assert data.x_train.shape[1:] == (8, 8, 3) and data.x_train.max() == 255
-    assert (len(data.y_train), len(data.y_val), len(data.y_test)) == (360, 40, 200)
+    assert (len(data.y_train), len(data.y_val), len(data.y_test)) == (1293, 144, 360)
     assert set(np.unique(data.y_val)) == set(range(10))       # stratified hold-out
     with pytest.raises(ValueError, match="at least 75x75"):
         ex.build_model((8, 8, 3), 10, upsample=8, augment=False)
@@ -127,18 +150,36 @@ def test_example_has_numpy_and_says_what_it_fixes():
     assert "without ever importing numpy" in text                # and the docstring says so
 
 
+def test_bad_options_are_refused_with_one_line(capsys):
+    ex = _example()
+    for argv, expected in ((["--losses", "ngl,nope"], "--losses: unknown nope"),
+                           (["--bn-momentum", "1"], "--bn-momentum must be in [0, 1)"),
+                           (["--epochs", "0"], "--epochs must be >= 1")):
+        with pytest.raises(SystemExit):
+            ex.parse_args(argv)
+        assert expected in capsys.readouterr().err
+
+
+def test_bn_momentum_reaches_every_batch_norm():
+    pytest.importorskip("keras")
+    ex = _example()
+    model = ex.build_model((8, 8, 3), 10, upsample=10, augment=False, bn_momentum=0.9)
+    momenta = [layer.momentum for layer in ex._batch_norms(model)]
+    assert len(momenta) == 94 + 3 and set(momenta) == {0.9}   # InceptionV3's 94 and the head's 3
+
+
 @pytest.mark.slow
 @pytest.mark.keras
-def test_example_tiny_run(tmp_path):
-    env = {**os.environ, "KERAS_BACKEND": "torch", "OMP_NUM_THREADS": "2", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    cmd = [sys.executable, str(EXAMPLE), "--max-train", "32", "--max-test", "8", "--batch-size", "16",
-           "--epochs", "1", "--quiet", "--out", str(tmp_path)]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+def test_digits_mode_learns_and_prints_ce_beside_ngl():
+    """The documented no-data command, unchanged: NGL must reach 80% test accuracy on the digits
+    (chance is 10%; measured 85.6%), and CE's result is printed in the same table. About 8
+    minutes on 2 cores (455 s measured at load 1, examples/README.md)."""
+    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3",
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, str(EXAMPLE), "--quiet"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    result = json.loads((tmp_path / "result.json").read_text())
-    history = json.loads((tmp_path / "history.json").read_text())
-    assert result["dataset"] == "digits" and result["backend"] == "torch"
-    assert 0.0 <= result["test_accuracy"] <= 1.0 and np.isfinite(result["test_loss"])
-    # NGL of a softmax output lies between its extremes (about 9.2 and 10.6 for 10 classes)
-    assert 8.5 < history["loss"][0] < 10.6 and len(history["val_accuracy"]) == 1
-    assert (tmp_path / "model.keras").is_file()
+    rows = {name: float(acc) / 100
+            for name, acc in re.findall(r"^(NGL|CE)\s+([\d.]+)%", proc.stdout, flags=re.M)}
+    assert set(rows) == {"NGL", "CE"}, proc.stdout
+    assert rows["NGL"] >= 0.80 and 0 < rows["CE"] <= 1, proc.stdout
