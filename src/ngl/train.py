@@ -43,6 +43,10 @@ MAX_IMAGE_SIZE = 2048
 _WHAT, _PROTOCOL, _EXEC = "what to train", "protocol", "execution and output"
 
 
+#: where a run trains: ``auto`` is CUDA when present, else the CPU
+DEVICES = ("auto", "cpu", "cuda")
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines a run; ``to_dict``/``from_dict`` round-trip through JSON. The fields
@@ -79,7 +83,7 @@ class TrainConfig:
                                    "ModelCheckpoint(save_best_only=True); --no-restore-best: the last's",
                              group=_PROTOCOL)
     device: str = opt("auto", "auto (CUDA when present), cpu or cuda", group=_EXEC,
-                      choices=lambda: ["auto", "cpu", "cuda"])
+                      choices=lambda: list(DEVICES))
     amp: bool = opt(True, "bf16 autocast on CUDA", group=_EXEC)
     threads: int | None = opt(None, "torch CPU threads (default: torch's; 1 for mlp/cnn_small on CPU)",
                               group=_EXEC)
@@ -124,7 +128,7 @@ class TrainConfig:
             ("eval_batch_size", self.eval_batch_size >= 1, ">= 1"),
             ("dataset", bool(self.dataset), "a dataset name, folder:PATH or npz:PATH"),
             ("model", bool(self.model), "a model name or 'auto'"),
-            ("device", self.device in ("auto", "cpu", "cuda"), "'auto', 'cpu' or 'cuda'")]
+            ("device", self.device in DEVICES, "'auto', 'cpu' or 'cuda'")]
 
 
 @dataclass

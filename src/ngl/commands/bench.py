@@ -32,6 +32,12 @@ def _executor_names() -> list[str]:
     return list(EXECUTORS)
 
 
+def _devices() -> list[str]:
+    from ..train import DEVICES   # imported when the parser is built, not when this module is
+
+    return list(DEVICES)
+
+
 @dataclass
 class RunSettings:
     """TrainConfig fields set for every run from the command line (``None``: the preset's, then
@@ -42,7 +48,7 @@ class RunSettings:
     lr: float | None = opt(None, "Adam learning rate (default: the preset's)", group=_TRAIN)
     max_steps: int | None = opt(None, "stop each run after this many optimizer steps", group=_TRAIN)
     device: str | None = opt(None, "where runs train (default: auto, CUDA when present)", group=_TRAIN,
-                             choices=lambda: ["auto", "cpu", "cuda"])
+                             choices=_devices)
     data_dir: str | None = opt(None, "where dataset files are (default: $NGL_DATA_DIR or ./data)",
                                group=_TRAIN)
 

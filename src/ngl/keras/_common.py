@@ -13,6 +13,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from ..checks import check_bool, check_number  # noqa: F401 (re-exported)
 from ..errors import InputError
 
 __all__ = ["EPS", "KerasLoss", "NGLKerasLoss", "targets", "dense_targets", "check_labels",
@@ -26,23 +27,6 @@ REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "
 def _fmt(shape: Any) -> str:
     dims = ["None" if d is None else str(d) for d in shape]
     return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
-
-
-def check_bool(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise InputError(f"{name} must be True or False, got {value!r}")
-    return value
-
-
-def check_number(name: str, value: Any, *, low: float | None = None, high: float | None = None) -> float:
-    """``value`` as a float, refusing bools, NaN, infinities and values outside ``[low, high]``
-    (:class:`~ngl.errors.InputError`, a ``ValueError``, for all of them, as before)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or \
-            abs(value) == float("inf") or (low is not None and value < low) or \
-            (high is not None and value > high):
-        bounds = f" in [{low}, {high}]" if high is not None else f" >= {low}" if low is not None else ""
-        raise InputError(f"{name} must be a finite number{bounds}, got {value!r}")
-    return float(value)
 
 
 def _same(a: tuple, b: tuple) -> bool:

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..checks import (check_bool, check_finite, check_int, check_positive, check_range,  # noqa: F401
+                      optional)
 from ..errors import InputError, InputTypeError
 
 __all__ = ["REDUCTIONS", "Targets", "check_reduction", "reduce_loss", "prepare", "log_probs",
@@ -31,47 +33,6 @@ def check_reduction(reduction: str) -> str:
     if reduction not in REDUCTIONS:
         raise InputError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     return reduction
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def check_positive(name: str, value: float, *, allow_zero: bool = True) -> float:
-    ok = _is_number(value) and (value >= 0 if allow_zero else value > 0)
-    if not (ok and value == value and value != float("inf")):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise InputError(f"{name} must be a finite number {bound}, got {value!r}")
-    return float(value)
-
-
-def check_finite(name: str, value: float) -> float:
-    if not _is_number(value) or value != value or abs(value) == float("inf"):
-        raise InputError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
-
-
-def check_range(name: str, value: float, lo: float, hi: float) -> float:
-    if not (_is_number(value) and lo <= value <= hi):
-        raise InputError(f"{name} must lie in [{lo}, {hi}], got {value!r}")
-    return float(value)
-
-
-def check_bool(name: str, value: bool) -> bool:
-    if not isinstance(value, bool):
-        raise InputError(f"{name} must be True or False, got {value!r}")
-    return value
-
-
-def check_int(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InputError(f"{name} must be an integer, got {value!r}")
-    return value
-
-
-def optional(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
-    """A check that also accepts None."""
-    return lambda name, value: None if value is None else check(name, value)
 
 
 def hyperparameters(**checks: Callable[[str, Any], Any]) -> Callable:
