@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from ngl.data.standin import write_elastic_digits
+from ngl.fileio import write_json_atomic
 
 VARIANTS = {"before": ["--model", "cnn_small", "--augment", "flip,shift,zoom"], "after": [],
             "after_shift_zoom": ["--augment", "shift,zoom"]}
@@ -77,9 +78,9 @@ def main() -> None:
                   flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": platform.platform(), "cpus": os.cpu_count(),
-                               "n_train": args.n_train, "n_test": args.n_test, "epochs": args.epochs,
-                               "results": rows}, indent=1) + "\n")
+    write_json_atomic(out, {"machine": platform.platform(), "cpus": os.cpu_count(),
+                            "n_train": args.n_train, "n_test": args.n_test, "epochs": args.epochs,
+                            "results": rows})
     print(f"wrote {out}")
 
 

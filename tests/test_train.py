@@ -75,13 +75,13 @@ def test_run_is_deterministic_and_learns(tmp_path):
 def trained_models(monkeypatch):
     """A list that receives the model object of every train() run (spy on the harness's setup)."""
     models = []
-    real_setup = T._setup
+    real_setup = T.setup
 
     def spy(cfg):
         run = real_setup(cfg)
         models.append(run.model)
         return run
-    monkeypatch.setattr(T, "_setup", spy)
+    monkeypatch.setattr(T, "setup", spy)
     return models
 
 
@@ -261,14 +261,14 @@ def test_backbones_through_the_harness(tmp_path, model, size):
 def test_restore_best_reports_the_best_validation_weights(tmp_path):
     from dataclasses import replace
 
-    from ngl.train import _setup, evaluate
+    from ngl.train import evaluate, setup
 
     cfg = TrainConfig(dataset="digits", model="mlp", epochs=4, lr=0.05, seed=2, label_noise=0.3)
     res = train(cfg, out_dir=tmp_path, progress=False)
     saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert saved["best_val"] == max(h["val_accuracy"] for h in res.history)
     assert saved["best_val"] > res.history[-1]["val_accuracy"]      # the best epoch is not the last
-    run = _setup(cfg)
+    run = setup(cfg)
     data, model, prep = run.data, run.model, run.prep
     model.load_state_dict(saved["best_model"])
     assert res.test_accuracy == evaluate(model, data.x_test, data.y_test, prep)

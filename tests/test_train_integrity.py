@@ -39,9 +39,19 @@ def test_second_run_with_another_config_is_refused_and_keeps_the_first(tmp_path,
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.name != "learning_curve.png"} == before
     code, err = _cli(capsys, "--model", "mlp", "--epochs", 2, "--batch-size", 256, "--threads", 1, "--out", out)
     assert code == 2 and len(err.splitlines()) == 1 and "--overwrite" in err and "another --out" in err
-    # the same config resumes (nothing left to train) and reports the same result
-    again = train(TrainConfig(**FAST), out_dir=out, progress=False)
+    # the same config resumes (nothing left to train: no epoch runs, the checkpoint is untouched)
+    # and reports the same result
+    import ngl.train as T
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    checkpoint = (out / "checkpoint.pt").read_bytes()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(T, "train_one_epoch", no_training)
+        again = train(TrainConfig(**FAST), out_dir=out, progress=False)
     assert again.test_accuracy == first.test_accuracy and again.steps == first.steps
+    assert (out / "checkpoint.pt").read_bytes() == checkpoint
     # a finished run is not retrained from scratch without --overwrite
     with pytest.raises(OutputError, match="finished run"):
         train(TrainConfig(**FAST), out_dir=out, progress=False, resume=False)

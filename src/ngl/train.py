@@ -192,11 +192,6 @@ def plot_history(history: list[dict], path: Path, *, title: str = "") -> None:
     save_figure(fig, path, dpi=100)
 
 
-def _setup(cfg: TrainConfig) -> Run:
-    """Data, choices, model, loss and optimizer of a run (a UserError on bad input)."""
-    return setup(cfg)
-
-
 def _write_history(out: Path, history: list[dict]) -> None:
     write_json_atomic(out / "history.json", history)
     write_csv_atomic(out / "history.csv", history, ["epoch", "loss", "accuracy", "val_accuracy", "lr", "time"])
@@ -334,7 +329,7 @@ def train(config: TrainConfig, *, out_dir: str | Path | None = None, progress: b
     out = prepare_out(out_dir, cfg, resume=resume, overwrite=overwrite)
     old_threads = torch.get_num_threads()
     try:
-        run = _setup(cfg)
+        run = setup(cfg)
         run.out, run.progress = out, progress
         if progress:
             for line in run.choice_lines():

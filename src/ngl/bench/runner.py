@@ -97,9 +97,9 @@ def run_grid(configs: list[dict[str, Any]], store: ResultStore, *, executor: Exe
     done = skipped
     try:
         for cfg, outcome in executor.map_unordered(task, feed()):
-            result = _result(outcome)
-            store.finish(run_key(cfg), result)
-            counts[store.status_of([run_key(cfg)])[run_key(cfg)]] += 1
+            result, key = _result(outcome), run_key(cfg)
+            store.finish(key, result)
+            counts[store.status_of([key])[key]] += 1
             done += 1
             bar.update(1)
             say(_line(done, total, cfg, result))

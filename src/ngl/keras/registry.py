@@ -52,8 +52,7 @@ def get_loss(spec: str, **kwargs: Any) -> Any:
             return cls(**kwargs)
     if is_expression_spec(spec):
         return from_expression(spec, **kwargs)
-    LOSSES.get(spec)        # raises UnknownNameError naming close matches
-    raise AssertionError("unreachable")
+    return LOSSES.get(spec)(**kwargs)   # an unknown name: UnknownNameError naming close matches
 
 
 def from_expression(spec: Any, **kwargs: Any) -> Any:

@@ -101,7 +101,10 @@ class CEL2Loss(LossModule):
 
     def __init__(self, *, l2: float = 1e-4, from_logits: bool = True, ignore_index: int = -100, **kw) -> None:
         super().__init__(l2=l2, from_logits=from_logits, ignore_index=ignore_index, **kw)
-        self.l2 = float(l2)
+
+    @property
+    def l2(self) -> float:
+        return float(self.hparams["l2"])
 
     def penalty(self, model: nn.Module) -> Tensor:
         return l2_penalty(model, self.l2)

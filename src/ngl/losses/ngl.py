@@ -77,12 +77,11 @@ def ngl_loss(input: Tensor, target: Tensor, *, alpha: float = NGL_ALPHA, from_lo
         raise InputError("ngl: the fast path needs logits (from_logits=True), scaling=False and "
                          "integer class labels")
     x = input.to(dtype)
+    sample_weight = targets.sample_weight(weight, dtype)
     if usable and (fast or (fast is None and dtype != torch.float64)):
-        sample_weight = targets.sample_weight(weight, dtype)
-        count = targets.index.numel()
         if torch.compiler.is_compiling():      # one custom op with a fake kernel: no graph break
             per_sample = _fused.compiled_value(x, targets.index, float(alpha))
-        elif sample_weight is None and reduction != "none" and count:
+        elif sample_weight is None and reduction != "none" and (count := targets.index.numel()):
             return _fused.FastNGL.apply(x, targets.index, float(alpha), 1.0 / count if reduction == "mean" else 1.0)
         else:
             per_sample = _fused.FastNGL.apply(x, targets.index, float(alpha), None)
@@ -91,7 +90,7 @@ def ngl_loss(input: Tensor, target: Tensor, *, alpha: float = NGL_ALPHA, from_lo
         if scaling:
             p = torch.sigmoid(p)
         per_sample = _exact_terms(p, targets.one_hot(dtype), alpha).mean(1)
-    return reduce_loss(per_sample, reduction, targets.sample_weight(weight, per_sample.dtype))
+    return reduce_loss(per_sample, reduction, sample_weight)
 
 
 @register_loss("ngl", label="f5 (NGL)", summary="mean_c exp(2.4092 - p_c (1 + y_c)) - cos(cos(sin p_c))",

@@ -23,7 +23,7 @@ from torch import nn
 
 from .. import expr as E
 from ..errors import InputTypeError
-from ..expr import is_expression_spec  # noqa: F401  (re-exported: ngl.keras.registry imports it here)
+from ..expr import is_expression_spec
 from ..registry import Registry
 
 __all__ = ["LossInfo", "LOSSES", "register_loss", "list_losses", "get_loss_info", "get_loss",
@@ -99,13 +99,11 @@ def get_loss(spec: str, **kwargs: Any) -> nn.Module:
     if not isinstance(spec, str):
         raise InputTypeError(f"a loss is named by a string (registry name, *.json path or "
                              f"'expr:<infix>'), got {type(spec).__name__}")
-    if spec in LOSSES:
-        return LOSSES.get(spec).module(**kwargs)
-    if is_expression_spec(spec):
+    if spec not in LOSSES and is_expression_spec(spec):
         from .expression import ExpressionLoss
 
         return ExpressionLoss(Path(spec) if not spec.startswith("expr:") else spec, **kwargs)
-    return LOSSES.get(spec).module(**kwargs)   # raises UnknownNameError with close matches
+    return LOSSES.get(spec).module(**kwargs)   # an unknown name: UnknownNameError with close matches
 
 
 def loss_label(spec: str) -> str:
