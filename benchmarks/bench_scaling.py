@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ngl.bench import PRESETS, ResultStore, expand, resolve_config, run_grid
+from ngl.bench import PRESETS, ResultStore, expand, run_grid
 from ngl.executors import make_executor
 
 SUBSET = {"losses": ("ce", "ngl", "focal", "sce"), "seeds": (0, 1)}
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="benchmarks/results/bench_scaling.json", help="JSON output")
     args = ap.parse_args(argv)
     grid = PRESETS["default"].replace(**SUBSET) if args.subset else PRESETS["default"]
-    configs = expand(grid, resolve=resolve_config)
+    configs = expand(grid)
     results = []
     for w in args.workers:
         r = time_grid(configs, w)

@@ -25,6 +25,7 @@ CPU time of each part).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -45,11 +46,11 @@ KNOWN = {"bad": "p * y", **{n: E.to_infix(get_loss_info(n).expression) for n in 
 RETEST_SEEDS = (1, 2, 3)
 
 
-def best_val_fitness(infix: str, settings: dict) -> float:
+def best_val_fitness(infix: str, task) -> float:
     """The old default fitness: the best validation accuracy over the epochs of the run."""
-    from ngl.train import TrainConfig, train
+    from ngl.train import train
 
-    result = train(TrainConfig.from_dict({**settings, "loss": "expr:" + infix}), progress=False)
+    result = train(dataclasses.replace(task, loss="expr:" + infix), progress=False)
     if result.status != "ok" or result.best_val_accuracy is None:
         raise RuntimeError(result.error or result.status)
     return float(result.best_val_accuracy)
@@ -57,8 +58,8 @@ def best_val_fitness(infix: str, settings: dict) -> float:
 
 def fitness_specs() -> dict[str, dict]:
     after = SearchConfig()
-    before = SearchConfig(model="cnn_small", max_steps=200, label_noise=0.0, val_fraction=0.1, lr=1e-3,
-                          fitness_seeds=1)
+    before = SearchConfig.from_flat(dict(model="cnn_small", max_steps=200, label_noise=0.0, val_fraction=0.1,
+                                         lr=1e-3, fitness_seeds=1))
     return {"before": {"config": before, "fn": best_val_fitness,
                        "what": "digits clean, cnn_small, 200 steps, best val acc, 10% val split"},
             "after": {"config": after, "fn": train_fitness,
@@ -69,17 +70,15 @@ def fitness_specs() -> dict[str, dict]:
 def val_size(cfg: SearchConfig) -> int:
     from ngl.data import load_dataset
 
-    return int(load_dataset(cfg.dataset, val_fraction=cfg.val_fraction).y_val.numel())
+    return int(load_dataset(cfg.task.dataset, val_fraction=cfg.task.val_fraction).y_val.numel())
 
 
-def score(fn, infix: str, settings: dict, seed: int) -> float:
-    """The search's fitness of ``infix`` with other training seeds (``seed``, or ``10 * seed + i``
-    for the ``fitness_seeds`` runs the fitness averages)."""
-    settings = {**settings, "seed": seed}
-    if "seeds" in settings:
-        settings["seeds"] = [10 * seed + i for i in range(len(settings["seeds"]))]
+def score(fn, infix: str, cfg: SearchConfig, seed: int) -> float:
+    """The search's fitness of ``infix`` with other training seeds (``10 * seed + i`` for the
+    ``fitness_seeds`` runs the fitness averages)."""
+    seeds = [10 * seed + i for i in range(cfg.fitness_seeds)]
     try:
-        return fitness_task(("k", infix, settings, fn))
+        return fitness_task(("k", infix, cfg.fitness_task(), seeds, fn))
     except Exception:  # noqa: BLE001 - a failed run scores 0, as in the search
         return 0.0
 
@@ -94,11 +93,11 @@ def sd_ratio(scores: dict[str, list[float]]) -> dict:
 
 def measure(name: str, spec: dict, quick: bool) -> dict:
     cfg: SearchConfig = spec["config"]
-    fn, settings = spec["fn"], cfg.fitness_settings()
+    fn, settings = spec["fn"], cfg
     n_val = val_size(cfg)
     t0, c0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_utime
-    search_cfg = SearchConfig(**{**cfg.to_dict(), "population": 10 if quick else 16,
-                                 "generations": 1 if quick else 3, "tune_top": 0, "fitness": "custom"})
+    search_cfg = dataclasses.replace(cfg, population=10 if quick else 16, generations=1 if quick else 3,
+                                     tune_top=0, fitness="custom")
     with tempfile.TemporaryDirectory() as tmp:
         run_search(search_cfg, tmp, fitness_fn=fn, progress=False, log=None)
         cache = json.loads((Path(tmp) / "checkpoint.json").read_text())["cache"]

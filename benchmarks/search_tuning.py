@@ -22,7 +22,9 @@ from pathlib import Path
 
 from ngl.report.stats import paired_test
 from ngl.search import SearchConfig
-from ngl.search.evaluate import make_search_executor
+import dataclasses
+
+from ngl.executors import make_executor
 from ngl.search.tune import tune_constants
 
 START = "-(1.0 * y * log(p)) + 0.5 * p * (1 - y)"
@@ -30,10 +32,9 @@ SEEDS = range(1000, 1005)
 
 
 def test_accuracy(infix: str, cfg: SearchConfig, seed: int) -> float:
-    from ngl.train import TrainConfig, train
+    from ngl.train import train
 
-    settings = {k: v for k, v in cfg.fitness_settings().items() if k != "seeds"}
-    run = train(TrainConfig.from_dict({**settings, "seed": seed, "loss": "expr:" + infix}), progress=False)
+    run = train(dataclasses.replace(cfg.fitness_task(), seed=seed, loss="expr:" + infix), progress=False)
     return float(run.test_accuracy) if run.status == "ok" and run.test_accuracy is not None else 0.0
 
 
@@ -43,8 +44,9 @@ def main() -> None:
     torch.set_num_threads(1)
     t0, load = time.perf_counter(), os.getloadavg()
     cfg = SearchConfig()
-    with make_search_executor("inline", threads=1) as ex:
-        res = tune_constants(START, fitness="train", settings=cfg.fitness_settings(), executor=ex,
+    with make_executor("inline", threads=1) as ex:
+        res = tune_constants(START, fitness="train", task=cfg.fitness_task(), seeds=cfg.fitness_seed_list,
+                             executor=ex,
                              evaluations=24, sigma=1.0, seed=0)
     before = [test_accuracy(START, cfg, s) for s in SEEDS]
     after = [test_accuracy(res["infix"], cfg, s) for s in SEEDS]

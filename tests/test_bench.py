@@ -16,23 +16,25 @@ import pytest
 
 from ngl.bench import PRESETS, Grid, ResultStore, dataset_label, expand, run_grid, run_key
 from ngl.executors import make_executor
+from ngl.runspec import TrainConfig
 
 HERE = Path(__file__).resolve().parent
 
 
-def fake_task(config: dict) -> dict:
-    """A deterministic stand-in for the harness: accuracy from (loss, seed); 'boom' raises."""
-    if config["loss"] == "boom":
+def fake_task(config) -> dict:
+    """A deterministic stand-in for the harness (a TrainConfig in): accuracy from (loss, seed);
+    'boom' raises; ``NGL_FAKE_DELAY`` seconds per run."""
+    if config.loss == "boom":
         raise RuntimeError("exploded on purpose")
-    delay = float(config.get("delay", 0.0))
+    delay = float(os.environ.get("NGL_FAKE_DELAY", 0.0))
     if delay:
         time.sleep(delay)
     log = os.environ.get("NGL_FAKE_LOG")
     if log:
         with open(log, "a") as fh:
-            fh.write(run_key(config) + "\n")
-    acc = 0.8 + 0.01 * (sum(map(ord, config["loss"])) % 7) + 0.001 * config["seed"]
-    status = "diverged" if config["loss"] == "nan" else "ok"
+            fh.write(run_key(config.to_dict()) + "\n")
+    acc = 0.8 + 0.01 * (sum(map(ord, config.loss)) % 7) + 0.001 * config.seed
+    status = "diverged" if config.loss == "nan" else "ok"
     return {"status": status, "test_accuracy": acc if status == "ok" else None,
             "history": [{"epoch": 1, "val_accuracy": acc}], "wall_time": delay,
             "error": "diverged at epoch 1 (loss nan)" if status == "diverged" else None}
@@ -41,15 +43,16 @@ def fake_task(config: dict) -> dict:
 def test_expand_counts_order_and_keys():
     g = Grid(datasets=("digits",), models=("cnn_small", "mlp"), losses=("ce", "ngl", "focal"),
              seeds=(0, 1), label_noise=(0.0, 0.2), train_fraction=(1.0, 0.5), base={"epochs": 3})
-    cfgs = expand(g)
-    assert len(cfgs) == 1 * 2 * 2 * 2 * 3 * 2
-    assert len({run_key(c) for c in cfgs}) == len(cfgs)
-    assert cfgs[0] == {"epochs": 3, "dataset": "digits", "model": "cnn_small", "loss": "ce", "seed": 0,
-                       "label_noise": 0.0, "train_fraction": 1.0}
-    assert [c["seed"] for c in cfgs[:4]] == [0, 1, 0, 1]
-    assert {dataset_label(c) for c in cfgs} == {"digits", "digits+noise20", "digits+frac50",
-                                               "digits+noise20+frac50"}
-    assert expand(g) == cfgs                           # deterministic
+    runs = expand(g)
+    assert len(runs) == 1 * 2 * 2 * 2 * 3 * 2
+    assert len({r.key for r in runs}) == len(runs)
+    assert all(r.key == run_key(r.config.to_dict()) for r in runs)
+    assert runs[0].config == TrainConfig(epochs=3, dataset="digits", model="cnn_small", loss="ce", seed=0,
+                                         label_noise=0.0, train_fraction=1.0)
+    assert [r.config.seed for r in runs[:4]] == [0, 1, 0, 1]
+    assert {dataset_label(r.config.to_dict()) for r in runs} == {
+        "digits", "digits+noise20", "digits+frac50", "digits+noise20+frac50"}
+    assert expand(g) == runs                           # deterministic
 
 
 def test_run_key_is_stable_and_ignores_where_it_runs():
@@ -65,17 +68,17 @@ def test_run_key_is_stable_and_ignores_where_it_runs():
 
 def test_default_preset_covers_every_registered_loss():
     from ngl.losses import list_losses
-    cfgs = expand(PRESETS["default"])
-    assert {c["loss"] for c in cfgs} == set(list_losses())
-    assert {c["seed"] for c in cfgs} == {0, 1, 2, 3, 4}
-    assert {dataset_label(c) for c in cfgs} == {"digits", "digits+noise20"}
+    cfgs = [r.config for r in expand(PRESETS["default"])]
+    assert {c.loss for c in cfgs} == set(list_losses())
+    assert {c.seed for c in cfgs} == {0, 1, 2, 3, 4}
+    assert {dataset_label(c.to_dict()) for c in cfgs} == {"digits", "digits+noise20"}
     assert len(cfgs) == 2 * len(list_losses()) * 5
     paper = expand(PRESETS["paper"])
-    assert len(paper) == 7 * 2 * 5 * 5 and {c["epochs"] for c in paper} == {200}
+    assert len(paper) == 7 * 2 * 5 * 5 and {r.config.epochs for r in paper} == {200}
 
 
 def test_expand_rejects_bad_axes():
-    with pytest.raises(ValueError, match="label noise must be in"):
+    with pytest.raises(ValueError, match=r"label_noise must be in \[0, 1\)"):
         expand(Grid(losses=("ce",), label_noise=(1.5,)))
     with pytest.raises(ValueError, match="the grid has no seeds"):
         expand(Grid(losses=("ce",), seeds=()))
@@ -84,17 +87,18 @@ def test_expand_rejects_bad_axes():
 
 
 def test_store_rows_are_unique_and_transitions(tmp_path):
-    cfgs = expand(Grid(losses=("ce", "ngl"), seeds=(0, 1)))
+    runs = expand(Grid(losses=("ce", "ngl"), seeds=(0, 1)))
+    pairs = [(r.key, r.config.to_dict()) for r in runs]
     with ResultStore(tmp_path / "r.sqlite") as s:
-        assert s.add(cfgs) == 4 and s.add(cfgs) == 0 and s.count() == 4
-        k = run_key(cfgs[0])
+        assert s.add(pairs) == 4 and s.add(pairs) == 0 and s.count() == 4
+        k = runs[0].key
         s.mark_running(k)
         assert s.status_of([k]) == {k: "running"}
         s.finish(k, {"status": "weird"})
         row = next(r for r in s.rows() if r["key"] == k)
         assert row["status"] == "failed" and "unknown status 'weird'" in row["error"]
-        assert row["config"] == cfgs[0] and row["attempts"] == 1
-        s.mark_running(run_key(cfgs[1]))
+        assert row["config"] == runs[0].config.to_dict() and row["attempts"] == 1
+        s.mark_running(runs[1].key)
         assert s.reset(["running"]) == 1 and s.count(["pending"]) == 3
         other = sqlite3.connect(tmp_path / "r.sqlite")
         assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"   # while a bench writes
@@ -119,7 +123,7 @@ def test_runner_records_failures_and_skips_finished(tmp_path):
         rows = {(r["loss"], r["seed"]): r for r in s.rows()}
         assert rows[("boom", 0)]["error"] == "RuntimeError: exploded on purpose"
         assert rows[("nan", 1)]["status"] == "diverged"
-        assert rows[("ce", 1)]["test_accuracy"] == pytest.approx(fake_task(cfgs[1])["test_accuracy"])
+        assert rows[("ce", 1)]["test_accuracy"] == pytest.approx(fake_task(cfgs[1].config)["test_accuracy"])
         assert rows[("ce", 0)]["history"] == [{"epoch": 1, "val_accuracy": rows[("ce", 0)]["test_accuracy"]}]
         assert len(lines) == 6 and lines[0].startswith("[1/6] digits cnn_small ce seed 0: ok test")
         again = run_grid(cfgs, s, executor=ex, task=fake_task, progress=False, echo=lines.append)
@@ -136,7 +140,7 @@ _SCRIPT = textwrap.dedent("""
     from ngl.bench import Grid, ResultStore, expand, run_grid
     from ngl.executors import make_executor
     if __name__ == "__main__":
-        cfgs = expand(Grid(losses=("ce", "ngl", "focal", "sce"), seeds=(0, 1, 2), base={{"delay": 0.4}}))
+        cfgs = expand(Grid(losses=("ce", "ngl", "focal", "sce"), seeds=(0, 1, 2)))
         with ResultStore({db!r}) as s, make_executor("process", workers=2) as ex:
             run_grid(cfgs, s, executor=ex, task=fake_task, progress=False, echo=print)
 """)
@@ -147,7 +151,7 @@ def test_kill_mid_grid_then_resume(tmp_path):
     db = tmp_path / "r.sqlite"
     script = tmp_path / "grid.py"
     script.write_text(_SCRIPT.format(here=str(HERE), db=str(db)))
-    env = {**os.environ, "NGL_FAKE_LOG": str(tmp_path / "phase1.log")}
+    env = {**os.environ, "NGL_FAKE_LOG": str(tmp_path / "phase1.log"), "NGL_FAKE_DELAY": "0.4"}
     proc = subprocess.Popen([sys.executable, str(script)], env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120

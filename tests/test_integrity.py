@@ -22,13 +22,14 @@ from ngl.executors import make_executor
 from ngl.report import write_report
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
-CALLS: list[dict] = []
+CALLS: list = []
 
 
-def recording_task(config: dict) -> dict:
-    """Stand-in for training: records what it was asked to train; accuracy from the loss text."""
+def recording_task(config) -> dict:
+    """Stand-in for training (a TrainConfig in): records what it was asked to train; accuracy from
+    the loss text."""
     CALLS.append(config)
-    acc = 0.5 + (int(hashlib.sha1(config["loss"].encode()).hexdigest(), 16) % 400) / 1000
+    acc = 0.5 + (int(hashlib.sha1(config.loss.encode()).hexdigest(), 16) % 400) / 1000
     return {"status": "ok", "test_accuracy": acc, "history": [], "wall_time": 0.0}
 
 
@@ -61,12 +62,12 @@ def test_edited_loss_file_runs_the_new_loss_and_is_labelled_apart(tmp_path):
     db = tmp_path / "results.sqlite"
     CALLS.clear()
     assert _bench(db, ("ce", str(found)))["ran"] == 2
-    assert CALLS[-1]["loss"] == "expr:exp(2.4092 - p * (1 + y)) - cos(cos(sin(p)))"   # its content
+    assert CALLS[-1].loss == "expr:exp(2.4092 - p * (1 + y)) - cos(cos(sin(p)))"   # its content
     found.write_text(json.dumps({"infix": "-(y * log(p))"}))                          # a new search
     CALLS.clear()
     again = _bench(db, ("ce", str(found)))
     assert again["ran"] == 1 and again["skipped"] == 1                               # not "0 runs"
-    assert [c["loss"] for c in CALLS] == ["expr:-(y * log(p))"]                       # the new loss ran
+    assert [c.loss for c in CALLS] == ["expr:-(y * log(p))"]                       # the new loss ran
     rep = write_report(db, tmp_path / "rep", plots=False)
     labels = [ln.split("|")[1].strip() for ln in rep["markdown"].splitlines()
               if ln.startswith("| ") and "Loss" not in ln and ":---" not in ln][:3]
@@ -112,7 +113,7 @@ def test_report_on_a_foreign_database_changes_nothing(tmp_path, capsys):
 def _finished_store(folder: Path) -> Path:
     db = folder / "results.sqlite"
     with ResultStore(db) as store:
-        store.add(expand(Grid(losses=("ce", "ngl"), seeds=(0, 1))))
+        store.add((r.key, r.config.to_dict()) for r in expand(Grid(losses=("ce", "ngl"), seeds=(0, 1))))
         for row in store.rows():
             store.finish(row["key"], {"status": "ok", "test_accuracy": 0.9, "history": []})
     return db
@@ -257,8 +258,8 @@ def test_bad_run_settings_fail_before_any_run(tmp_path, capsys, flags, message):
 def _damaged_store(tmp_path: Path) -> Path:
     db = tmp_path / "results.sqlite"
     with ResultStore(db) as store:
-        store.add(expand(Grid(losses=("ce", "ngl", "focal", "sce"), seeds=tuple(range(40)),
-                              base={"note": "x" * 400})))
+        store.add((r.key, {**r.config.to_dict(), "note": "x" * 400}) for r in expand(
+            Grid(losses=("ce", "ngl", "focal", "sce"), seeds=tuple(range(40)))))
     os.remove(tmp_path / "results.sqlite.lock")
     data = bytearray(db.read_bytes())
     assert len(data) > 16 * 4096
@@ -298,7 +299,7 @@ def test_bad_config_files(tmp_path, capsys, make, message):
 
 @pytest.mark.parametrize("argv, message", [
     (["bench", "--workers", "-1"], "--workers must be >= 1, got -1"),
-    (["bench", "--threads", "0"], "--threads must be >= 1"),
+    (["bench", "--threads", "0"], "--threads must be in 1..1024"),
     (["bench", "--timeout", "nan"], "--timeout must be a number of seconds > 0"),
     (["report", "--band", "nan"], "--band must be a number >= 0"),
     (["report", "--band", "-1"], "--band must be a number >= 0"),
@@ -344,14 +345,14 @@ def test_disk_io_error_loses_no_finished_row(tmp_path, monkeypatch):
         saved = dict(c.execute("SELECT key, test_accuracy FROM runs WHERE status='ok'").fetchall())
     c.close()
     assert len(saved) == 3                                        # the three written before the fault
-    expected = {run_key(c): recording_task(c)["test_accuracy"] for c in configs}
+    expected = {r.key: recording_task(r.config)["test_accuracy"] for r in configs}
     assert all(saved[k] == expected[k] for k in saved)
     CALLS.clear()
     with ResultStore(db) as store, make_executor("inline") as ex:  # rerun: resume, finished rows kept
         out = run_grid(configs, store, executor=ex, task=recording_task, progress=False, echo=lambda _: None)
         rows = {r["key"]: r for r in store.rows()}
     assert out["skipped"] == 3 and out["ran"] == 3 and len(rows) == 6
-    assert {run_key(c) for c in CALLS}.isdisjoint(saved)           # finished runs not run again
+    assert {c.key() for c in CALLS}.isdisjoint(saved)              # finished runs not run again
     assert all(rows[k]["test_accuracy"] == v for k, v in saved.items())
 
 

@@ -34,8 +34,8 @@ def _build(path) -> list[dict]:
             for seed, a in enumerate(accs):
                 cfg = {"dataset": ds, "model": "m", "loss": loss, "seed": seed, "label_noise": 0.0,
                        "train_fraction": 1.0, "epochs": 2}
-                store.add([cfg])
                 key = run_key(cfg)
+                store.add([(key, cfg)])
                 store.mark_running(key)
                 if a is None:
                     status = "failed" if ds == "A" else "diverged"

@@ -13,7 +13,8 @@ import torch
 from ngl import expr as E
 from ngl.search import (SearchConfig, evaluate_candidates, from_expr, is_valid, make_pset,
                         make_toolbox, run_search, screen, to_expr, WORST_FITNESS)
-from ngl.search.evaluate import make_search_executor
+from ngl.executors import make_executor as make_search_executor
+from ngl.runspec import TrainConfig
 
 torch.set_num_threads(1)
 
@@ -146,20 +147,20 @@ def test_cache_trains_equivalent_trees_once():
     exprs = [E.parse(t) for t in ["-(y * log(p))", "-(log(p) * y)", "0 - y * log(p)",
                                   "(1 - p) * y", "y * (1 - p)"]]
     cache: dict = {}
-    records, stats = evaluate_candidates(exprs, cache=cache, fitness=counting_fitness, settings={},
+    records, stats = evaluate_candidates(exprs, cache=cache, fitness=counting_fitness, task=TrainConfig(), seeds=[0],
                                          executor=make_search_executor("inline"))
     assert len(CALLS) == 2 and stats.evaluations == 2 and stats.cache_hits == 3
     assert records[0] == records[1] == records[2] and records[3] == records[4]
     assert records[0]["fitness"] == pytest.approx(toy_fitness("-(y * log(p))", {}))
     # a second generation asking again trains nothing
-    _, stats2 = evaluate_candidates(exprs[:2], cache=cache, fitness=counting_fitness, settings={},
+    _, stats2 = evaluate_candidates(exprs[:2], cache=cache, fitness=counting_fitness, task=TrainConfig(), seeds=[0],
                                     executor=make_search_executor("inline"))
     assert len(CALLS) == 2 and stats2.cache_hits == 2 and stats2.screened == 0
 
 
 def test_rejected_and_failed_get_worst_fitness_with_reason():
     exprs = [E.parse(t) for t in ["p * y", "square(p - y)", "abs(p - y)", "-(y * log(p))"]]
-    records, stats = evaluate_candidates(exprs, cache={}, fitness=flaky_fitness, settings={},
+    records, stats = evaluate_candidates(exprs, cache={}, fitness=flaky_fitness, task=TrainConfig(), seeds=[0],
                                          executor=make_search_executor("inline"))
     rej, crash, nan, ok = records
     assert rej["status"] == "rejected" and rej["fitness"] == WORST_FITNESS and rej["reason"]
@@ -172,7 +173,8 @@ def test_rejected_and_failed_get_worst_fitness_with_reason():
 def test_successive_halving_trains_only_the_best_longer():
     infixes = ["-(y * log(p))", "(1 - p) * y", "square(p - y)", "y / (p + 1)"]
     records, stats = evaluate_candidates([E.parse(t) for t in infixes], cache={}, fitness=budget_fitness,
-                                         settings={"max_steps": 90}, executor=make_search_executor("inline"),
+                                         task=TrainConfig(max_steps=90), seeds=[0],
+                                         executor=make_search_executor("inline"),
                                          rungs=2, eta=3)
     assert all(r["status"] == "ok" for r in records)
     assert stats.evaluations == 4 + 2                       # all at 90/3 steps, ceil(4/3) at 90
@@ -184,7 +186,7 @@ def test_successive_halving_trains_only_the_best_longer():
 
 
 def budget_fitness(infix: str, settings: dict) -> float:
-    return toy_fitness(infix, settings) * settings["max_steps"] / 100
+    return toy_fitness(infix, settings) * settings.max_steps / 100
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,7 +195,7 @@ def budget_fitness(infix: str, settings: dict) -> float:
 def _cfg(**kw) -> SearchConfig:
     base = dict(population=10, generations=4, tournament_size=3, hall_of_fame=5, max_height=6,
                 fitness="custom", screen_steps=60, seed=7, tune_top=0)
-    return SearchConfig(**{**base, **kw})
+    return SearchConfig.from_flat({**base, **kw})
 
 
 def test_same_seed_same_search_and_no_leak_between_searches(tmp_path):
@@ -319,7 +321,7 @@ def always_failing_fitness(infix: str, settings: dict) -> float:
 
 def test_bad_harness_settings_fail_before_the_search(tmp_path):
     with pytest.raises(ValueError, match="unknown model 'nope'"):
-        run_search(SearchConfig(fitness="train", model="nope", generations=0), tmp_path, progress=False, log=None)
+        run_search(SearchConfig.from_flat({"fitness": "train", "model": "nope", "generations": 0}), tmp_path, progress=False, log=None)
     with pytest.raises(ValueError, match="every fitness run of generation 0 failed.*nowhere"):
         run_search(_cfg(generations=2), tmp_path / "x", fitness_fn=always_failing_fitness,
                    progress=False, log=None)
@@ -339,8 +341,8 @@ def test_cli_flags_override_the_config_file(tmp_path):
     assert (cfg.generations, cfg.population) == (7, 6)
     assert cfg.seed_losses == ["ce", "ngl"] and cfg.primitives == ["add", "mul", "log"]
     # a flag given explicitly at its default value still overrides the file (300 is the default)
-    assert SearchConfig().max_steps == 300 and cfg.max_steps == 300
-    assert config_from_args(parse(build_parser(), ["search", "--config", str(path)])).max_steps == 40
+    assert SearchConfig().task.max_steps == 300 and cfg.task.max_steps == 300
+    assert config_from_args(parse(build_parser(), ["search", "--config", str(path)])).task.max_steps == 40
     path.write_text(json.dumps({"generations": 7, "nonsense": 1}))
     with pytest.raises(ValueError, match="nonsense"):
         parse(build_parser(), ["search", "--config", str(path)])

@@ -16,7 +16,9 @@ from ngl import expr as E
 from ngl.errors import InputError
 from ngl.search import (SearchConfig, from_expr, make_pset, make_toolbox, revary_duplicates,
                         run_search, tie_fraction, to_expr, unique_fraction)
-from ngl.search.evaluate import cache_key, make_search_executor, spearman
+from ngl.executors import make_executor as make_search_executor
+from ngl.runspec import TrainConfig
+from ngl.search.evaluate import cache_key, spearman
 
 from test_search import budget_fitness, toy_fitness
 
@@ -26,7 +28,7 @@ torch.set_num_threads(1)
 def _cfg(**kw) -> SearchConfig:
     base = dict(population=10, generations=3, tournament_size=3, hall_of_fame=5, max_height=6,
                 fitness="custom", screen_steps=60, seed=7, tune_top=0)
-    return SearchConfig(**{**base, **kw})
+    return SearchConfig.from_flat({**base, **kw})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -85,9 +87,9 @@ def test_cma_tuning_fixes_a_deliberately_bad_constant():
     from ngl.search.tune import tune_constants
 
     bad = "y * square(p - -1.5)"        # pulls the true-class p towards -1.5: training unlearns
-    settings = {"max_steps": 40}
+    settings = TrainConfig(max_steps=40, lr=0.05)
     before = linear_fitness(bad, settings)
-    res = tune_constants(bad, fitness="linear", settings=settings, executor=make_search_executor("inline"),
+    res = tune_constants(bad, fitness="linear", task=settings, seeds=[0], executor=make_search_executor("inline"),
                          evaluations=24, sigma=1.5, seed=0)
     assert before < 0.3 and res["fitness_before"] == pytest.approx(before)
     assert res["improved"] and res["fitness"] > before + 0.4
@@ -132,7 +134,7 @@ def _tamper(tmp_path, **changes):
 
 
 @pytest.mark.parametrize("key,fn,msg", [
-    ("version", lambda v: 1, "format version 1; this ngl reads version 2"),
+    ("version", lambda v: 1, "format version 1; this ngl reads version 3"),
     ("population", lambda pop: pop * 2000, "population has 20000 entries, the config says 10"),
     ("generation", lambda g: 10 ** 9, r"generation must be an integer in \[0, 3\]"),
     ("generation", lambda g: -5, r"generation must be an integer in \[0, 3\]"),
@@ -159,7 +161,7 @@ def test_version_one_checkpoint_names_both_versions_in_the_cli(tmp_path, capsys)
     code = main(["search", "--out", str(tmp_path), "--resume", "--quiet"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
-    assert "version 1" in err and "version 2" in err
+    assert "version 1" in err and "version 3" in err
 
 
 # ---------------------------------------------------------------------------------------------
@@ -207,16 +209,14 @@ def test_parser_builds_without_deap_and_search_says_which_extra(tmp_path):
         "pip install 'next-generation-loss[search]'"]
 
 
-def seed_fitness(infix: str, settings: dict) -> float:
-    assert "seeds" not in settings
-    return settings["seed"] / 10
+def seed_fitness(infix: str, task) -> float:
+    return task.seed / 10
 
 
 def test_fitness_is_the_mean_over_the_training_seeds():
     from ngl.search.evaluate import fitness_task
 
-    assert fitness_task(("k", "p * y", {"seeds": [1, 3], "seed": 9}, seed_fitness)) == pytest.approx(0.2)
-    assert fitness_task(("k", "p * y", {"seed": 9}, seed_fitness)) == pytest.approx(0.9)
-    cfg = SearchConfig(train_seed=4, fitness_seeds=3)
-    assert cfg.fitness_settings()["seeds"] == [4, 5, 6]
-    assert "seeds" not in SearchConfig(fitness_seeds=1).fitness_settings()
+    assert fitness_task(("k", "p * y", TrainConfig(seed=9), [1, 3], seed_fitness)) == pytest.approx(0.2)
+    assert fitness_task(("k", "p * y", TrainConfig(seed=9), [], seed_fitness)) == pytest.approx(0.9)
+    assert SearchConfig(train_seed=4, fitness_seeds=3).fitness_seed_list == [4, 5, 6]
+    assert SearchConfig(fitness_seeds=1).fitness_seed_list == [0]

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from ngl import expr as E
+from ngl.runspec import TrainConfig
 from ngl.search import SearchConfig, run_search
 
 torch.set_num_threads(1)
@@ -77,8 +78,8 @@ def _digits_accuracy(loss_path: Path, *, steps: int = 300, seed: int = 5) -> flo
 
 
 def test_end_to_end_search_on_digits_finds_a_loss_that_trains(tmp_path):
-    cfg = SearchConfig(population=12, generations=3, tournament_size=3, fitness="linear", max_steps=60,
-                       seed=2, screen_steps=100)
+    cfg = SearchConfig.from_flat(dict(population=12, generations=3, tournament_size=3, fitness="linear",
+                                      max_steps=60, lr=0.05, seed=2, screen_steps=100))
     res = run_search(cfg, tmp_path, progress=False, log=None)
     best = tmp_path / "hall_of_fame" / "00.json"
     assert res.hall_of_fame[0]["fitness"] > 0.1 + 0.4          # chance is 0.1 on 10 classes
@@ -89,8 +90,9 @@ def test_end_to_end_search_on_digits_finds_a_loss_that_trains(tmp_path):
 
 def test_end_to_end_search_through_the_harness(tmp_path):
     import ngl.train as train_mod
-    cfg = SearchConfig(population=8, generations=2, tournament_size=3, fitness="train", dataset="digits",
-                       model="cnn_small", max_steps=40, batch_size=64, seed=0, tune_top=0)
+    cfg = SearchConfig.from_flat(dict(population=8, generations=2, tournament_size=3, fitness="train",
+                                      dataset="digits", model="cnn_small", max_steps=40, batch_size=64,
+                                      seed=0, tune_top=0))
     res = run_search(cfg, tmp_path, progress=False, log=None)
     assert res.hall_of_fame and res.hall_of_fame[0]["fitness"] > 0.1 + 0.2
     best = tmp_path / "hall_of_fame" / "00.json"
@@ -119,15 +121,16 @@ def sleepy_fitness(infix: str, settings: dict) -> float:
 
 
 def _parallel_vs_inline(kind: str, fitness, *, timeout: float | None):
-    from ngl.search.evaluate import evaluate_candidates, make_search_executor
+    from ngl.executors import make_executor as make_search_executor
+    from ngl.search.evaluate import evaluate_candidates
 
     exprs = [E.parse(t) for t in ["-(y * log(p))", "(1 - p) * y", "square(p - y)", E.to_infix(E.NGL)]]
-    settings = {"max_steps": 30}
-    inline, _ = evaluate_candidates(exprs, cache={}, fitness="linear", settings=settings,
+    settings = TrainConfig(max_steps=30, lr=0.05)
+    inline, _ = evaluate_candidates(exprs, cache={}, fitness="linear", task=settings, seeds=[0],
                                     executor=make_search_executor("inline"))
     ex = make_search_executor(kind, workers=2, timeout=timeout)
     try:
-        par, stats = evaluate_candidates(exprs, cache={}, fitness=fitness, settings=settings, executor=ex)
+        par, stats = evaluate_candidates(exprs, cache={}, fitness=fitness, task=settings, seeds=[0], executor=ex)
     finally:
         ex.close()
     return inline, par, stats

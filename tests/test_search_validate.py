@@ -47,10 +47,10 @@ class Interrupt(Exception):
 
 @pytest.mark.slow
 def test_validation_end_to_end_with_interrupt_and_resume(tmp_path):
-    cfg = SearchConfig(population=6, generations=1, fitness="custom", screen_steps=60, tune_top=0,
-                       max_steps=8, validate_top=1, validate_seeds=2, model="mlp",
-                       transfer_model="cnn_small", transfer_label_noise=0.0, transfer_epochs=1,
-                       seed_losses=["ce"])
+    cfg = SearchConfig.from_flat(dict(
+        population=6, generations=1, fitness="custom", screen_steps=60, tune_top=0, max_steps=8,
+        validate_top=1, validate_seeds=2, model="mlp", transfer_model="cnn_small",
+        transfer_label_noise=0.0, transfer_epochs=1, seed_losses=["ce"]))
     run_search(cfg, tmp_path, fitness_fn=toy_fitness, progress=False, log=None)
     lines: list[str] = []
 

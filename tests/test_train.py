@@ -9,6 +9,7 @@ import pytest
 from ngl.errors import UserError
 import torch
 
+import ngl.harness.loop as L
 import ngl.train as T
 from ngl.cli import main
 from ngl.data import list_datasets
@@ -125,7 +126,7 @@ def test_divergence_is_a_status_not_a_crash(tmp_path):
 def test_exceptions_in_the_loop_are_recorded(monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("boom\nsecond line")
-    monkeypatch.setattr(T, "evaluate", boom)
+    monkeypatch.setattr(L, "evaluate", boom)
     r = train(TrainConfig(**FAST), progress=False)
     assert r.status == "failed" and r.error == "RuntimeError: boom second line" and r.steps > 0
 
@@ -150,7 +151,7 @@ def test_label_noise_reaches_training():
 def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path, monkeypatch):
     cfg = TrainConfig(**{**FAST, "epochs": 3, "model": "cnn_small"})
     full = train(cfg, out_dir=tmp_path / "full", progress=False)
-    real = T._write_history
+    real = L.write_history
     calls = {"n": 0}
 
     def interrupt(out, history):
@@ -158,10 +159,10 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path, monkey
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt
-    monkeypatch.setattr(T, "_write_history", interrupt)
+    monkeypatch.setattr(L, "write_history", interrupt)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, out_dir=tmp_path / "cut", progress=False)
-    monkeypatch.setattr(T, "_write_history", real)
+    monkeypatch.setattr(L, "write_history", real)
     resumed = train(cfg, out_dir=tmp_path / "cut", progress=False)
     strip = lambda hs: [{k: v for k, v in h.items() if k != "time"} for h in hs]   # noqa: E731
     assert strip(resumed.history) == strip(full.history)

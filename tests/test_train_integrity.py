@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-import ngl.trainrun as TR
+import ngl.harness.folder as TR
 from ngl.cli import main
 from ngl.data import load_dataset, readers
 from ngl.data.images import read_image_tree
@@ -41,6 +41,7 @@ def test_second_run_with_another_config_is_refused_and_keeps_the_first(tmp_path,
     assert code == 2 and len(err.splitlines()) == 1 and "--overwrite" in err and "another --out" in err
     # the same config resumes (nothing left to train: no epoch runs, the checkpoint is untouched)
     # and reports the same result
+    import ngl.harness.loop
     import ngl.train as T
 
     def no_training(*args, **kwargs):
@@ -48,7 +49,7 @@ def test_second_run_with_another_config_is_refused_and_keeps_the_first(tmp_path,
 
     checkpoint = (out / "checkpoint.pt").read_bytes()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(T, "train_one_epoch", no_training)
+        mp.setattr(ngl.harness.loop, "train_one_epoch", no_training)
         again = train(TrainConfig(**FAST), out_dir=out, progress=False)
     assert again.test_accuracy == first.test_accuracy and again.steps == first.steps
     assert (out / "checkpoint.pt").read_bytes() == checkpoint
@@ -168,7 +169,7 @@ def test_wrongly_typed_fields_are_refused_not_coerced(tmp_path, capsys, doc, mat
     with pytest.raises(InputTypeError, match=match):
         TrainConfig.from_dict(doc)
     with pytest.raises(InputTypeError, match=match):               # the constructor path validates too
-        TrainConfig(**doc).validate()
+        TrainConfig(**doc).check()
     if not any(isinstance(v, float) and v != v for v in doc.values()):
         (tmp_path / "c.json").write_text(json.dumps(doc))
         code, err = _cli(capsys, "--config", tmp_path / "c.json", "--out", tmp_path / "o")

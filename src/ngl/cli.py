@@ -17,7 +17,7 @@ import argparse
 import importlib
 import sys
 
-from .config import layer_defaults
+from .config import HelpParser, layer_defaults
 from .errors import MissingExtraError, UserError, one_line
 
 __all__ = ["main", "COMMANDS", "EXTRAS", "build_parser", "parse", "given_on_command_line"]
@@ -59,12 +59,13 @@ def _register(sub: argparse._SubParsersAction, name: str, module: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = HelpParser(
         prog="ngl",
         description="The Next Generation Loss toolkit: losses, training, the paper's evaluation "
                     "protocol and the GP search for new losses.",
         epilog="Run 'ngl <command> --help' for a command's options.")
-    sub = parser.add_subparsers(dest="command", metavar="<command>", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="<command>", required=True,
+                                parser_class=HelpParser)
     for name, module in COMMANDS.items():
         _register(sub, name, module)
     return parser

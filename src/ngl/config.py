@@ -35,7 +35,7 @@ from typing import Any, Callable, Mapping
 from .errors import InputError, InputTypeError
 
 __all__ = ["opt", "add_config_arguments", "layer_defaults", "from_mapping", "check_value",
-           "comma_list"]
+           "comma_list", "HelpParser"]
 
 _MISSING = dataclasses.MISSING
 
@@ -48,6 +48,20 @@ def opt(default: Any = _MISSING, help: str = "", *, factory: Callable[[], Any] |
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
+
+
+class HelpParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose epilog may be computed when help is printed (``epilog_fn``), so a
+    catalogue that needs heavy imports (datasets, models, losses) costs nothing until ``--help``."""
+
+    def __init__(self, *args: Any, epilog_fn: Callable[[], str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.epilog_fn = epilog_fn
+
+    def format_help(self) -> str:
+        if self.epilog_fn is not None:
+            self.epilog, self.epilog_fn = self.epilog_fn(), None
+        return super().format_help()
 
 
 def comma_list(kind: type) -> Callable[[str], list]:
@@ -84,24 +98,32 @@ def _flag_kwargs(tp: Any) -> dict[str, Any]:
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, cls: type, *,
-                         skip: tuple[str, ...] = (), groups: dict[str, Any] | None = None) -> None:
-    """Add ``--field-name`` for every field of ``cls`` declared with ``flag=True``.
+                         skip: tuple[str, ...] = (), only: tuple[str, ...] | None = None,
+                         defaults: Mapping[str, Any] | None = None, prefix: str = "",
+                         group: str | None = None, groups: dict[str, Any] | None = None) -> None:
+    """Add ``--<prefix>field-name`` for every field of ``cls`` declared with ``flag=True``.
 
     Fields go into argument groups by their ``group`` metadata (created on first use, or taken
-    from ``groups``); help shows the default unless it is ``None`` or empty.
+    from ``groups``; ``group`` puts them all in one); help shows the default unless it is ``None``
+    or empty. ``only`` keeps just those fields; ``defaults`` replaces the dataclass's defaults
+    (``None``: "the layer's"), so one dataclass serves several commands without a mirror of its
+    fields. With ``prefix`` the destination is ``<prefix>field`` too (``transfer_`` ->
+    ``--transfer-epochs``, ``args.transfer_epochs``).
     """
     hints = typing.get_type_hints(cls)
     groups = groups if groups is not None else {}
+    defaults = defaults or {}
     for f in dataclasses.fields(cls):
         meta = f.metadata
-        if f.name in skip or not meta.get("flag", False):
+        if f.name in skip or not meta.get("flag", False) or (only is not None and f.name not in only):
             continue
-        title = meta.get("group") or "options"
+        title = group or meta.get("group") or "options"
         if title not in groups:
             groups[title] = parser.add_argument_group(title)
         kwargs = _flag_kwargs(hints[f.name])
         default = f.default if f.default is not _MISSING else (
             f.default_factory() if f.default_factory is not _MISSING else None)
+        default = defaults.get(f.name, default)
         text = meta.get("help", "")
         if default not in (None, "", [], (), {}) and "default" not in text:
             shown = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else default
@@ -112,7 +134,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, *,
             kwargs["metavar"] = meta["metavar"]
         if meta.get("choices"):
             kwargs["choices"] = meta["choices"]()
-        groups[title].add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=default,
+        dest = prefix + f.name
+        groups[title].add_argument("--" + dest.replace("_", "-"), dest=dest, default=default,
                                    help=text, **kwargs)
 
 

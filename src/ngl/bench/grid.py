@@ -2,25 +2,18 @@
 seeds, expanded into resolved training configs, each with a stable key that makes resume exact."""
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
-import os
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Iterable
 
 from ..config import opt
 from ..errors import InputError
+from ..runspec import TrainConfig, pin_loss, run_key
 
-__all__ = ["Grid", "PRESETS", "expand", "run_key", "dataset_label", "IGNORED_IN_KEY", "pin_loss",
-           "pin_config", "AXES", "grid_shape", "pin_grid"]
+__all__ = ["Grid", "PRESETS", "PlannedRun", "expand", "plan", "AXES", "grid_shape", "pin_grid"]
 
 #: the grid's axes in expansion order, as ``ngl bench`` prints its shape
 AXES = ("datasets", "variants", "models", "losses", "seeds")
-
-#: config fields that do not change a run's result (where or how fast it runs): not part of its key.
-IGNORED_IN_KEY = frozenset({"device", "threads", "data_dir"})
-
 
 GRID_GROUP = "grid (a flag replaces that axis of --config and the preset)"
 
@@ -68,80 +61,6 @@ PRESETS: dict[str, Grid] = {
 }
 
 
-def _canonical(value: Any) -> Any:
-    if isinstance(value, float) and value.is_integer():
-        return int(value)                     # 1.0 and 1 are the same setting
-    if isinstance(value, dict):
-        return {k: _canonical(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_canonical(v) for v in value]
-    return value
-
-
-def _is_expression_file(spec: str) -> bool:
-    if spec.endswith(".json"):
-        return True
-    if not os.path.isfile(spec):
-        return False
-    from ..losses import list_losses          # a registered name wins over a file of that name
-    return spec not in list_losses()
-
-
-def pin_loss(spec: Any) -> tuple[Any, str | None]:
-    """An expression loss as its content: ``(spec, source)``.
-
-    A ``*.json`` expression file becomes ``"expr:<canonical infix>"`` of the tree it holds now, and
-    ``source`` is its path; an ``expr:`` spec is brought to the same canonical infix (source
-    ``None``); anything else (a registered name) is returned unchanged. A run's key, its stored row
-    and what it trains are then the file's content, so editing the file makes new runs instead of
-    reusing the old rows.
-
-    >>> pin_loss("expr:y*(p - 1)")
-    ('expr:y * (p - 1)', None)
-    >>> pin_loss("ngl")
-    ('ngl', None)
-    """
-    if not isinstance(spec, str):
-        return spec, None
-    is_expr = spec.startswith("expr:")
-    if not is_expr and not _is_expression_file(spec):
-        return spec, None
-    from .. import expr as E
-
-    try:
-        tree = E.parse(spec[5:]) if is_expr else E.load(spec)
-    except (OSError, ValueError) as exc:      # ExprError is a ValueError; a missing file an OSError
-        raise InputError(f"loss {spec!r}: {' '.join(str(exc).split())}") from None
-    return "expr:" + E.to_infix(tree), (None if is_expr else str(spec))
-
-
-def pin_config(config: dict[str, Any]) -> dict[str, Any]:
-    """``config`` with its loss pinned to its content (:func:`pin_loss`); a new dict if changed."""
-    spec, _ = pin_loss(config.get("loss"))
-    return config if spec == config.get("loss") else {**config, "loss": spec}
-
-
-def run_key(config: dict[str, Any]) -> str:
-    """A stable 16-hex-digit key of a resolved config: SHA-256 of its canonical JSON, leaving out
-    :data:`IGNORED_IN_KEY`. Equal configs give equal keys across processes and sessions. An
-    expression-file loss counts by its content (:func:`pin_loss`), not by its path."""
-    kept = {k: v for k, v in pin_config(config).items() if k not in IGNORED_IN_KEY}
-    text = json.dumps(_canonical(kept), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def dataset_label(config: dict[str, Any]) -> str:
-    """The report column of a run: ``digits``, ``digits+noise20``, ``digits+frac50``."""
-    label = str(config.get("dataset", "?"))
-    noise = float(config.get("label_noise") or 0.0)
-    frac = float(config.get("train_fraction", 1.0) or 1.0)
-    if noise:
-        label += f"+noise{round(noise * 100):d}"
-    if frac < 1.0:
-        label += f"+frac{round(frac * 100):d}"
-    return label
-
-
 def _losses(grid: Grid) -> tuple[str, ...]:
     if grid.losses:
         return tuple(grid.losses)
@@ -155,12 +74,6 @@ def _check_axes(grid: Grid, losses: tuple[str, ...]) -> None:
                          ("train_fraction", grid.train_fraction)):
         if not values:
             raise InputError(f"the grid has no {name}; give at least one")
-    for noise in grid.label_noise:
-        if not 0.0 <= noise < 1.0:
-            raise InputError(f"label noise must be in [0, 1), got {noise}")
-    for frac in grid.train_fraction:
-        if not 0.0 < frac <= 1.0:
-            raise InputError(f"train fraction must be in (0, 1], got {frac}")
 
 
 def grid_shape(grid: Grid) -> dict[str, int]:
@@ -174,32 +87,50 @@ def grid_shape(grid: Grid) -> dict[str, int]:
             "models": len(grid.models), "losses": len(_losses(grid)), "seeds": len(grid.seeds)}
 
 
-def expand(grid: Grid, *, resolve: Any = None) -> list[dict[str, Any]]:
-    """All runs of ``grid`` as config dicts, in a fixed order (dataset variant, model, loss, seed).
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run of a grid: its checked, loss-pinned :class:`~ngl.runspec.TrainConfig` and its key,
+    computed once (:func:`expand`) and carried to the store and the executor."""
+    key: str
+    config: TrainConfig
 
-    Args:
-        grid: the grid; empty ``losses`` means every registered loss (``ngl.losses.list_losses``).
-            An expression-file loss is pinned to its content (:func:`pin_loss`).
-        resolve: optional ``dict -> dict`` that fills defaults (``TrainConfig.from_dict(d).to_dict()``),
-            so keys depend on the resolved config, not on how it was spelled.
-    Returns:
-        One dict per run; duplicates (same key) are dropped.
+
+def expand(grid: Grid) -> list[PlannedRun]:
+    """All runs of ``grid``, in a fixed order (dataset variant, model, loss, seed), each built,
+    checked and keyed once.
+
+    Empty ``losses`` means every registered loss (``ngl.losses.list_losses``); an expression-file
+    loss is pinned to its content (:func:`~ngl.runspec.pin_loss`), read once per spec. Every
+    setting of ``grid.base`` must be a :class:`~ngl.runspec.TrainConfig` field (checked: one line
+    naming it). Duplicate runs (same key) are dropped.
+
+    >>> [r.config.loss for r in expand(Grid(losses=("ce", "expr:p*y"), seeds=(0,)))]
+    ['ce', 'expr:p * y']
     """
     losses = _losses(grid)
     _check_axes(grid, losses)
     pinned = tuple(pin_loss(spec)[0] for spec in losses)
-    configs, seen = [], set()
-    for ds, noise, frac, model, loss, seed in itertools.product(
-            grid.datasets, grid.label_noise, grid.train_fraction, grid.models, pinned, grid.seeds):
-        cfg = {**grid.base, "dataset": ds, "model": model, "loss": loss, "seed": int(seed),
-               "label_noise": float(noise), "train_fraction": float(frac)}
-        if resolve is not None:
-            cfg = resolve(cfg)
-        key = run_key(cfg)
+    base = TrainConfig.from_dict(grid.base, what="run setting").to_dict()
+    combos = itertools.product(grid.datasets, grid.label_noise, grid.train_fraction, grid.models, pinned,
+                               grid.seeds)
+    configs = (TrainConfig.from_dict({**base, "dataset": ds, "model": model, "loss": loss, "seed": int(seed),
+                                      "label_noise": float(noise), "train_fraction": float(frac)},
+                                     what="run setting")
+               for ds, noise, frac, model, loss, seed in combos)
+    return plan(configs, pin=False)
+
+
+def plan(configs: Iterable[TrainConfig], *, pin: bool = True) -> list[PlannedRun]:
+    """Each config checked, its loss pinned (:meth:`~ngl.runspec.TrainConfig.pinned`; ``pin=False``:
+    the caller pinned the specs already) and keyed, once; duplicates (same key) dropped, order kept."""
+    runs, seen = [], set()
+    for cfg in configs:
+        cfg = cfg.check().pinned() if pin else cfg.check()
+        key = run_key(cfg.to_dict())
         if key not in seen:
             seen.add(key)
-            configs.append(cfg)
-    return configs
+            runs.append(PlannedRun(key, cfg))
+    return runs
 
 
 def pin_grid(grid: Grid) -> tuple[Grid, dict[str, list[str]]]:

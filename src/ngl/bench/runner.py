@@ -3,6 +3,7 @@ finished runs are skipped, interrupted ones (left ``running`` by a crash) run ag
 finished run, whatever its fate, is one committed row."""
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from collections import Counter
@@ -11,31 +12,28 @@ from typing import Any, Callable, Iterator
 from tqdm.auto import tqdm
 
 from ..executors import Executor
-from .grid import dataset_label, pin_config, run_key
+from ..runspec import TrainConfig, dataset_label
+from .grid import PlannedRun
 from .store import ResultStore
 
-__all__ = ["train_task", "resolve_config", "run_grid", "describe_run"]
+__all__ = ["train_task", "run_grid", "describe_run"]
 
 
-def resolve_config(config: dict[str, Any]) -> dict[str, Any]:
-    """Fill the harness' defaults: ``TrainConfig(**config).to_dict()`` after checking it (unknown
-    keys, wrong types, out-of-range values: :class:`~ngl.errors.InputError`, a ``ValueError``,
-    naming the field). Keys of resolved configs do not depend on how a run was spelled."""
-    from .checks import check_train_config
-    return check_train_config(config).to_dict()
-
-
-def train_task(config: dict[str, Any]) -> dict[str, Any]:
+def train_task(config: TrainConfig) -> dict[str, Any]:
     """Executor task (module level, picklable): one training run, ``RunResult.to_dict()``."""
-    from ..train import TrainConfig, train
-    return train(TrainConfig.from_dict(config), progress=False).to_dict()
+    from ..train import train
+    return train(config, progress=False).to_dict()
 
 
-def describe_run(config: dict[str, Any]) -> str:
-    return f"{dataset_label(config)} {config.get('model')} {config.get('loss')} seed {config.get('seed')}"
+def _apply(task: Callable[[TrainConfig], dict[str, Any]], run: PlannedRun) -> dict[str, Any]:
+    return task(run.config)
 
 
-def _line(done: int, total: int, config: dict[str, Any], result: dict[str, Any]) -> str:
+def describe_run(config: TrainConfig) -> str:
+    return f"{dataset_label(config.to_dict())} {config.model} {config.loss} seed {config.seed}"
+
+
+def _line(done: int, total: int, config: TrainConfig, result: dict[str, Any]) -> str:
     status = result.get("status", "failed")
     acc = result.get("test_accuracy")
     what = f"test {100 * acc:.2f}%" if status == "ok" and acc is not None else (result.get("error") or "")
@@ -53,16 +51,16 @@ def _result(outcome: Any) -> dict[str, Any]:
     return outcome.value
 
 
-def run_grid(configs: list[dict[str, Any]], store: ResultStore, *, executor: Executor,
-             task: Callable[[dict[str, Any]], dict[str, Any]] = train_task, retry_failed: bool = False,
+def run_grid(runs: list[PlannedRun], store: ResultStore, *, executor: Executor,
+             task: Callable[[TrainConfig], dict[str, Any]] = train_task, retry_failed: bool = False,
              progress: bool = True, echo: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run every config of ``configs`` that the store has not finished.
 
     Args:
-        configs: resolved run configs (:func:`~ngl.bench.grid.expand`).
-        store: the results database; new configs are added as pending.
+        runs: keyed run specs (:func:`~ngl.bench.grid.expand`).
+        store: the results database; new runs are added as pending.
         executor: where runs execute (:func:`ngl.executors.make_executor`).
-        task: module-level ``config -> RunResult.to_dict()``; default :func:`train_task`.
+        task: module-level ``TrainConfig -> RunResult.to_dict()``; default :func:`train_task`.
         retry_failed: also rerun runs that finished with status ``failed``.
         progress: show one overall tqdm bar (runs done / total, ETA).
         echo: called with a one-line summary per finished run (default: written above the bar).
@@ -73,36 +71,34 @@ def run_grid(configs: list[dict[str, Any]], store: ResultStore, *, executor: Exe
             is in the store, and rerunning resumes.
     """
     start = time.perf_counter()
-    configs = [pin_config(c) for c in configs]      # what runs is what the key says
-    store.add(configs)
+    store.add((r.key, r.config.to_dict()) for r in runs)
     interrupted = store.reset(["running"])
     if retry_failed:
         store.reset(["failed"])
-    keys = [run_key(c) for c in configs]
-    status = store.status_of(keys)
-    todo = [c for c, k in zip(configs, keys) if status.get(k) == "pending"]
-    total, skipped = len(configs), len(configs) - len(todo)
+    status = store.status_of(r.key for r in runs)
+    todo = [r for r in runs if status.get(r.key) == "pending"]
+    total, skipped = len(runs), len(runs) - len(todo)
     bar = tqdm(total=total, initial=skipped, unit="run", desc="bench", disable=not progress,
                dynamic_ncols=True, file=sys.stderr)
     say = echo or (lambda text: tqdm.write(text, file=sys.stderr))
     if interrupted:
         say(f"resuming: {interrupted} interrupted run(s) will run again, {skipped} finished run(s) skipped")
 
-    def feed() -> Iterator[dict[str, Any]]:
-        for cfg in todo:                    # marked as the executor takes it
-            store.mark_running(run_key(cfg))
-            yield cfg
+    def feed() -> Iterator[PlannedRun]:
+        for run in todo:                    # marked as the executor takes it
+            store.mark_running(run.key)
+            yield run
 
     counts: Counter[str] = Counter()
     done = skipped
     try:
-        for cfg, outcome in executor.map_unordered(task, feed()):
-            result, key = _result(outcome), run_key(cfg)
-            store.finish(key, result)
-            counts[store.status_of([key])[key]] += 1
+        for run, outcome in executor.map_unordered(functools.partial(_apply, task), feed()):
+            result = _result(outcome)
+            store.finish(run.key, result)
+            counts[store.status_of([run.key])[run.key]] += 1
             done += 1
             bar.update(1)
-            say(_line(done, total, cfg, result))
+            say(_line(done, total, run.config, result))
     finally:
         bar.close()
     return {"total": total, "skipped": skipped, "ran": sum(counts.values()), "interrupted": interrupted,

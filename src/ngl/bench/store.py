@@ -23,7 +23,7 @@ from typing import Any, Iterable
 from urllib.parse import quote
 
 from ..errors import InputError, MissingFileError, UserError
-from .grid import dataset_label, pin_config, run_key
+from ..runspec import dataset_label
 
 __all__ = ["ResultStore", "STATUSES", "FINISHED", "open_readonly", "SCHEMA_VERSION", "StoreError",
            "StoreLockedError", "StoreWriteError"]
@@ -248,13 +248,13 @@ class ResultStore:
                         f"saved: fix the disk or free space and rerun the same command to resume") from None
                 time.sleep(wait)
 
-    def add(self, configs: Iterable[dict[str, Any]]) -> int:
-        """Insert ``configs`` as pending runs; runs already stored (same key) are left alone.
+    def add(self, runs: Iterable[tuple[str, dict[str, Any]]]) -> int:
+        """Insert ``(key, config)`` pairs (a run's key and its pinned config,
+        :func:`ngl.bench.expand`) as pending runs; runs already stored (same key) are left alone.
         Returns the number of new rows."""
         now = time.time()
-        configs = [pin_config(c) for c in configs]        # an expression file: its content now
-        rows = [(run_key(c), json.dumps(c, sort_keys=True), dataset_label(c), c.get("model", "?"),
-                 c.get("loss", "?"), int(c.get("seed", 0)), now, now) for c in configs]
+        rows = [(key, json.dumps(c, sort_keys=True), dataset_label(c), c.get("model", "?"),
+                 c.get("loss", "?"), int(c.get("seed", 0)), now, now) for key, c in runs]
         before = self.count()
         self._tx("INSERT OR IGNORE INTO runs (key, config, dataset, model, loss, seed, status, "
                  "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)", rows, many=True)

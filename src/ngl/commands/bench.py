@@ -3,8 +3,9 @@ seeds) through the training harness into a resumable SQLite database, then print
 
 Configuration comes in layers (:mod:`ngl.config`): the ``--preset``, then the ``--config`` file,
 then the flags, each replacing what it names. The grid's flags are generated from
-:class:`ngl.bench.Grid`, the others from :class:`RunSettings`, :class:`Execution` and
-:class:`Output`. Naming ``--datasets`` (flag or file) also drops the preset's dataset variants
+:class:`ngl.bench.Grid`, the training ones from :class:`ngl.runspec.TrainConfig` (:data:`RUN_FLAGS`),
+the execution ones from :class:`ngl.execution.Execution` (shared with ``ngl search``), the rest
+from :class:`Output`. Naming ``--datasets`` (flag or file) also drops the preset's dataset variants
 (label noise, train fraction) unless those are named too, so a grid is what its flags say.
 """
 from __future__ import annotations
@@ -13,60 +14,25 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..config import add_config_arguments, opt
 from ..errors import InputError
 
-__all__ = ["register", "run", "add_arguments", "grid_from_args", "validate_grid", "run_bench", "layers",
-           "RunSettings", "Execution", "Output"]
+__all__ = ["register", "run", "add_arguments", "grid_from_args", "execution_from_args", "run_bench",
+           "layers", "Output", "RUN_FLAGS"]
 
 _TRAIN, _EXEC, _OUT = "training (every run)", "execution", "output"
 _AXES = ("datasets", "label_noise", "train_fraction", "models", "losses", "seeds")
 
 
-def _executor_names() -> list[str]:
-    from ..executors import EXECUTORS
-    return list(EXECUTORS)
-
-
-def _devices() -> list[str]:
-    from ..train import DEVICES   # imported when the parser is built, not when this module is
-
-    return list(DEVICES)
-
-
-@dataclass
-class RunSettings:
-    """TrainConfig fields set for every run from the command line (``None``: the preset's, then
-    ``TrainConfig``'s own default); any other field goes through ``--set KEY=VALUE``."""
-
-    epochs: int | None = opt(None, "epochs per run (default: the preset's)", group=_TRAIN)
-    batch_size: int | None = opt(None, "batch size (default: the preset's)", group=_TRAIN)
-    lr: float | None = opt(None, "Adam learning rate (default: the preset's)", group=_TRAIN)
-    max_steps: int | None = opt(None, "stop each run after this many optimizer steps", group=_TRAIN)
-    device: str | None = opt(None, "where runs train (default: auto, CUDA when present)", group=_TRAIN,
-                             choices=_devices)
-    data_dir: str | None = opt(None, "where dataset files are (default: $NGL_DATA_DIR or ./data)",
-                               group=_TRAIN)
-
-
-@dataclass
-class Execution:
-    """Where and how the runs execute (not part of a run's key)."""
-
-    executor: str | None = opt(None, "inline: this process; process: a local pool of --workers; ray: "
-                               "RAY_ADDRESS or a local Ray instance (default: process if --workers > 1, "
-                               "else inline)", group=_EXEC, choices=_executor_names)
-    workers: int = opt(min(2, os.cpu_count() or 1), "parallel runs, >= 1", group=_EXEC)
-    threads: int = opt(1, "torch threads per run, >= 1", group=_EXEC)
-    timeout: float | None = opt(None, "seconds per run before it is killed and recorded as failed",
-                                group=_EXEC)
-    ray_address: str | None = opt(None, "Ray cluster address (default: RAY_ADDRESS or a local "
-                                  "instance)", group=_EXEC)
-    retry_failed: bool = opt(False, "rerun runs recorded as failed", group=_EXEC)
+#: the TrainConfig fields that have a flag of their own in ``ngl bench`` (``None``: the preset's, then
+#: TrainConfig's default); any other field goes through ``--set KEY=VALUE``
+RUN_FLAGS = ("epochs", "batch_size", "lr", "max_steps", "device", "data_dir")
+#: bench's execution defaults (the flags are :class:`ngl.execution.Execution`'s)
+EXEC_DEFAULTS = {"executor": None, "workers": min(2, os.cpu_count() or 1)}
 
 
 @dataclass
@@ -97,6 +63,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """The grid, training, execution and output flags (shared with ``ngl demo``)."""
     from ..bench import PRESETS, Grid
     from ..bench.grid import GRID_GROUP
+    from ..execution import Execution
+    from ..runspec import TrainConfig
 
     groups: dict[str, Any] = {}
     g = groups[GRID_GROUP] = p.add_argument_group(GRID_GROUP)
@@ -109,11 +77,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                     "label_noise, train_fraction, base: {TrainConfig fields}); it "
                                     "replaces what it names of the preset, flags replace it")
     add_config_arguments(p, Grid, groups=groups)
-    add_config_arguments(p, RunSettings, groups=groups)
+    add_config_arguments(p, TrainConfig, only=RUN_FLAGS, defaults=dict.fromkeys(RUN_FLAGS),
+                         group=_TRAIN, groups=groups)
     groups[_TRAIN].add_argument(
         "--set", dest="settings", type=_setting, action="append", default=[], metavar="KEY=VALUE",
         help="any other TrainConfig field (JSON value), repeatable, e.g. --set val_fraction=0.2")
-    add_config_arguments(p, Execution, groups=groups)
+    add_config_arguments(p, Execution, defaults=EXEC_DEFAULTS, groups=groups)
+    groups[_EXEC].add_argument("--retry-failed", action=argparse.BooleanOptionalAction, default=False,
+                               help="rerun runs recorded as failed")
     add_config_arguments(p, Output, groups=groups)
 
 
@@ -144,7 +115,7 @@ def _read_config(path: str) -> dict[str, Any]:
 
 def _as_layer(fields_: dict[str, Any], settings: list) -> dict[str, Any]:
     """Grid fields (with ``base``) as parser defaults: axes, RunSettings flags, ``--set`` pairs."""
-    flags = {f.name for f in fields(RunSettings)}
+    flags = set(RUN_FLAGS)
     layer = {k: list(v) for k, v in fields_.items() if k in _AXES}
     for key, value in (fields_.get("base") or {}).items():
         if key in flags:
@@ -178,7 +149,7 @@ def grid_from_args(args: argparse.Namespace) -> Any:
     """The :class:`~ngl.bench.Grid` of parsed (and layered) arguments."""
     from ..bench import Grid
 
-    base = {f.name: getattr(args, f.name) for f in fields(RunSettings) if getattr(args, f.name) is not None}
+    base = {name: getattr(args, name) for name in RUN_FLAGS if getattr(args, name) is not None}
     base.update(dict(args.settings))
     base["threads"] = args.threads
     return Grid(**{k: tuple(getattr(args, k)) for k in _AXES}, base=base)
@@ -219,50 +190,42 @@ def _product(shape: dict[str, int]) -> int:
     return n
 
 
-# -- validation -----------------------------------------------------------------------------------
-def _check_execution(args: argparse.Namespace) -> None:
-    import math
+# -- checks -------------------------------------------------------------------------------------
+def execution_from_args(args: argparse.Namespace) -> Any:
+    """The checked :class:`~ngl.execution.Execution` of the parsed flags."""
+    from ..execution import Execution
 
-    if args.workers < 1:
-        raise InputError(f"--workers must be >= 1, got {args.workers}")
-    if args.threads < 1:
-        raise InputError(f"--threads must be >= 1, got {args.threads}")
-    if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
-        raise InputError(f"--timeout must be a number of seconds > 0, got {args.timeout}")
+    kind = args.executor or "auto"
+    return Execution(executor=kind, workers=args.workers, threads=args.threads, timeout=args.timeout,
+                     ray_address=args.ray_address).check()
+
+
+def _check_out(args: argparse.Namespace) -> None:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; expected a folder (it will hold results.sqlite)")
-    if args.executor == "ray":
-        from ..errors import require_extra
-        require_extra("ray", "ray", what="--executor ray")
-
-
-def validate_grid(configs: list[dict]) -> None:
-    """Fail before the first run on anything a run would fail on at once: every TrainConfig
-    (typed, then ``validate()``), model and dataset names, and every loss with its kwargs."""
-    from ..bench.checks import check_losses, check_names, check_train_configs
-
-    check_train_configs(configs)
-    check_names(configs)
-    check_losses(configs)
 
 
 # -- running --------------------------------------------------------------------------------------
 def run_bench(args: argparse.Namespace, *, title: str = "ngl benchmark report") -> int:
-    from ..bench import expand, pin_grid, resolve_config, run_key
+    from ..bench import expand, pin_grid
+    from ..bench.checks import check_runs
 
-    _check_execution(args)
+    execution = execution_from_args(args)
+    _check_out(args)
     grid, sources = pin_grid(grid_from_args(args))
-    configs = expand(grid, resolve=resolve_config)
-    validate_grid(configs)
-    print(describe_grid(grid, args, len(configs)), file=sys.stderr)
+    runs = expand(grid)
+    check_runs(r.config for r in runs)
+    print(describe_grid(grid, args, len(runs)), file=sys.stderr)
     if args.dry_run:
-        for c in configs:
-            print(run_key(c), json.dumps({k: c[k] for k in ("dataset", "model", "loss", "seed",
-                                                            "label_noise", "train_fraction", "epochs")}))
-        print(f"{len(configs)} runs")
+        for r in runs:
+            c = r.config
+            print(r.key, json.dumps({"dataset": c.dataset, "model": c.model, "loss": c.loss, "seed": c.seed,
+                                     "label_noise": c.label_noise, "train_fraction": c.train_fraction,
+                                     "epochs": c.epochs}))
+        print(f"{len(runs)} runs")
         return 0
-    return _execute(args, grid, configs, sources, title)
+    return _execute(args, execution, grid, runs, sources, title)
 
 
 def _save(path: Path, text: str) -> None:
@@ -276,24 +239,21 @@ def _save(path: Path, text: str) -> None:
                               f"--out a folder you can write") from None
 
 
-def _execute(args: argparse.Namespace, grid: Any, configs: list[dict], sources: dict,
+def _execute(args: argparse.Namespace, execution: Any, grid: Any, runs: list, sources: dict,
              title: str) -> int:
-    from ..bench import ResultStore, run_grid, run_key
-    from ..executors import make_executor
+    from ..bench import ResultStore, run_grid
     from ..report import write_report
 
     out = Path(args.out)
-    kind = args.executor or ("process" if args.workers > 1 else "inline")
     with ResultStore(out / "results.sqlite") as store:           # takes the store's lock first
-        _save(out / "grid.json", json.dumps({"grid": {**grid.__dict__}, "runs": len(configs),
+        _save(out / "grid.json", json.dumps({"grid": {**grid.__dict__}, "runs": len(runs),
                                                          "sources": sources}, indent=2, default=list) + "\n")
-        print(f"ngl bench: {len(configs)} runs ({kind} executor, {args.workers} worker(s)) -> "
+        print(f"ngl bench: {len(runs)} runs ({execution.kind} executor, {execution.workers} worker(s)) -> "
               f"{out / 'results.sqlite'}", file=sys.stderr)
-        store.set_meta("last_grid", [run_key(c) for c in configs])
+        store.set_meta("last_grid", [r.key for r in runs])
         store.record_sources(sources)
-        with make_executor(kind, workers=args.workers, timeout=args.timeout, threads=args.threads,
-                           ray_address=args.ray_address) as executor:
-            summary = run_grid(configs, store, executor=executor, retry_failed=args.retry_failed,
+        with execution.make() as executor:
+            summary = run_grid(runs, store, executor=executor, retry_failed=args.retry_failed,
                                progress=not args.quiet, echo=(lambda _: None) if args.quiet else None)
     counts = ", ".join(f"{v} {k}" for k, v in sorted(summary["counts"].items())) or "nothing to run"
     print(f"ngl bench: {summary['ran']} run(s) in {summary['wall_time']:.1f}s ({counts}); "

@@ -29,15 +29,25 @@ _DESCRIPTION = (
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..search.config import SearchConfig
+    from ..execution import Execution
+    from ..runspec import TrainConfig
+    from ..search.config import (DEFAULT_TASK, DEFAULT_TRANSFER, TASK_SKIP, TRANSFER_FIELDS,
+                                 TRANSFER_PREFIX, SearchConfig)
 
     p = sub.add_parser("search", help="search for new loss functions with genetic programming",
                        description=_DESCRIPTION)
-    add_config_arguments(p, SearchConfig)
+    groups: dict = {}
+    add_config_arguments(p, SearchConfig, groups=groups)
+    add_config_arguments(p, TrainConfig, skip=TASK_SKIP, defaults=DEFAULT_TASK.to_dict(),
+                         group="fitness task (TrainConfig fields, as ngl train)", groups=groups)
+    add_config_arguments(p, TrainConfig, only=TRANSFER_FIELDS, defaults=DEFAULT_TRANSFER.to_dict(),
+                         prefix=TRANSFER_PREFIX, group="transfer task of the validation", groups=groups)
+    add_config_arguments(p, Execution, groups=groups)
     o = p.add_argument_group("output")
     o.add_argument("--out", default="runs/search", help="output directory (default: runs/search)")
     o.add_argument("--config", default=None,
-                   help="JSON file of SearchConfig fields, a layer under the flags")
+                   help="JSON file of SearchConfig fields (a search's config.json works), a layer "
+                        "under the flags")
     o.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.json")
     o.add_argument("--overwrite", action="store_true",
                    help="start over even if OUT holds a search checkpoint")
@@ -51,24 +61,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("out_dir", metavar="OUT", help="a finished search's output directory")
     v.add_argument("--top", type=int, default=None, help="losses to validate (default: the search's)")
     v.add_argument("--seeds", type=int, default=None, help="fresh seeds per cell (default: the search's)")
-    v.add_argument("--executor", default="auto", help="auto | inline | process | ray (default: auto)")
-    v.add_argument("--workers", type=int, default=None, help="parallel runs (default: the search's)")
+    add_config_arguments(v, Execution, defaults=dict.fromkeys(("executor", "workers", "threads")),
+                         group="execution (default: the search's)")
     v.add_argument("--quiet", action="store_true", help="no per-run lines")
     v.set_defaults(func=run_validate, layers=None)
 
 
 def _layers(args: argparse.Namespace) -> list[dict]:
-    """The ``--config`` file as a layer of defaults under the command line."""
-    return [read_json_object(Path(args.config), what="search config")] if args.config else []
+    """The ``--config`` file (nested as config.json saves it, or flat flag names) as a layer of
+    defaults under the command line."""
+    from ..search.config import flat_layer
+
+    return [flat_layer(read_json_object(Path(args.config), what="search config"))] if args.config else []
 
 
 def config_from_args(args: argparse.Namespace):
     """A SearchConfig from the parsed flags (the ``--config`` layer is already in them)."""
-    from dataclasses import fields
-
     from ..search.config import SearchConfig
 
-    return SearchConfig.from_dict({f.name: getattr(args, f.name) for f in fields(SearchConfig)})
+    skip = {"command", "func", "parser", "layers", "given", "out", "config", "resume", "overwrite",
+            "quiet", "search_command"}
+    return SearchConfig.from_flat({k: v for k, v in vars(args).items() if k not in skip})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -85,8 +98,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"best: {best['infix']}  (final validation accuracy {best['fitness']:.4f})")
     if config.validate_top > 0:
-        report = validate_search(args.out, executor=config.executor, workers=config.workers,
-                                 echo=None if args.quiet else print)
+        report = validate_search(args.out, echo=None if args.quiet else print)
         print(report["headline"])
     print(f"hall of fame: {Path(args.out) / 'hall_of_fame'}/00.json ...; try: "
           f"ngl bench --losses ce,{Path(args.out) / 'hall_of_fame' / '00.json'}")
@@ -97,7 +109,20 @@ def run_validate(args: argparse.Namespace) -> int:
     require_extra("deap", "search", what="ngl search validate")
     from ..search.validate import validate_search
 
-    report = validate_search(args.out_dir, top=args.top, seeds=args.seeds, executor=args.executor,
-                             workers=args.workers, echo=None if args.quiet else print)
+    report = validate_search(args.out_dir, top=args.top, seeds=args.seeds,
+                             execution=_validation_execution(args), echo=None if args.quiet else print)
     print(report["headline"])
     return 0
+
+
+def _validation_execution(args: argparse.Namespace):
+    """The search's :class:`~ngl.execution.Execution` with the flags given to ``validate``."""
+    import dataclasses
+
+    from ..execution import Execution
+    from ..search.validate import load_search
+
+    base = load_search(Path(args.out_dir))[0].execution
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Execution)
+             if getattr(args, f.name) is not None}
+    return dataclasses.replace(base, **given).check()

@@ -32,7 +32,7 @@ def _catalogue() -> str:
 
 def register(sub: argparse._SubParsersAction) -> None:
     from ..config import add_config_arguments
-    from ..train import TrainConfig
+    from ..runspec import TrainConfig
 
     p = sub.add_parser(
         "train", help="train a model on a dataset with a loss (the paper's protocol)",
@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "from native files in --data-dir, never downloaded. Writes config.json, "
                     "history.csv/.json, result.json, learning_curve.png and checkpoint.pt (resumed when "
                     "the config matches) to --out. Settings: flag > --config file > default.",
-        epilog=_catalogue(), formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog_fn=_catalogue, formatter_class=argparse.RawDescriptionHelpFormatter)
     groups: dict = {}
     add_config_arguments(p, TrainConfig, groups=groups)
     x = groups["execution and output"]
@@ -61,7 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _layers(args: argparse.Namespace) -> list[dict]:
     """The --config file as a layer of defaults (checked: known fields, right types)."""
     from ..config import from_mapping
-    from ..train import TrainConfig
+    from ..runspec import TrainConfig
 
     if not args.config:
         return []
@@ -73,7 +73,7 @@ def _layers(args: argparse.Namespace) -> list[dict]:
 
 def config_from_args(args: argparse.Namespace):
     """The TrainConfig of parsed arguments (flags over the --config file over the defaults)."""
-    from ..train import TrainConfig
+    from ..runspec import TrainConfig
 
     return TrainConfig.from_dict({f.name: getattr(args, f.name) for f in fields(TrainConfig)})
 

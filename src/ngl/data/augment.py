@@ -17,37 +17,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..errors import InputError, InputTypeError
+from ..runspec import AUGMENT_PARTS, parse_augment
 
 __all__ = ["augment_batch", "parse_augment", "describe", "AUGMENT_PARTS", "PROTOCOL_AUGMENT",
            "USER_DATA_AUGMENT"]
 
-#: the parts of the protocol's augmentation, in canonical order
-AUGMENT_PARTS = ("flip", "shift", "zoom")
 #: the published protocol (flip-safe datasets such as CIFAR)
 PROTOCOL_AUGMENT = "flip,shift,zoom"
 #: data ngl does not know (npz:, folder:): nothing by default. Flips change labels (digits, text,
 #: handedness); on the 28x28 digits stand-in shift/zoom also cost accuracy at 20 epochs (98.2% vs
 #: 99.2% without, benchmarks/user_data.py), so it is opt-in: ``--augment shift,zoom``.
 USER_DATA_AUGMENT = "none"
-
-
-def parse_augment(spec: bool | str) -> tuple[str, ...]:
-    """The augmentation parts of ``spec``: a comma list of :data:`AUGMENT_PARTS`, ``"none"``, or a
-    bool (``True``: the protocol's flip, shift and zoom; ``False``: none)."""
-    if isinstance(spec, bool):
-        return AUGMENT_PARTS if spec else ()
-    if not isinstance(spec, str):
-        raise InputTypeError(f"augment must be a comma list of {', '.join(AUGMENT_PARTS)} or 'none', "
-                             f"got {spec!r} ({type(spec).__name__})")
-    parts = [p.strip().lower() for p in spec.split(",") if p.strip()]
-    if parts in ([], ["none"]):
-        return ()
-    for p in parts:
-        if p not in AUGMENT_PARTS:
-            raise InputError(f"unknown augmentation {p!r} in {spec!r}; expected a comma list of "
-                             f"{', '.join(AUGMENT_PARTS)}, or none")
-    return tuple(p for p in AUGMENT_PARTS if p in parts)
 
 
 def describe(parts: tuple[str, ...]) -> str:

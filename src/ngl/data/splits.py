@@ -56,8 +56,9 @@ def stratified_subset(y: np.ndarray, fraction: float, *, seed: int) -> np.ndarra
 def add_label_noise(y: np.ndarray, fraction: float, num_classes: int, *, seed: int) -> np.ndarray:
     """Symmetric label noise: ``round(fraction * n)`` labels, chosen uniformly without replacement,
     each replaced by a uniformly random OTHER class. Returns a new array; ``y`` is untouched."""
-    if not 0.0 <= fraction <= 1.0:
-        raise InputError(f"label_noise must be in [0, 1], got {fraction}")
+    from ..runspec import TrainConfig
+
+    TrainConfig(label_noise=fraction).check()      # the one bound, for direct callers too
     y = np.array(y, dtype=np.int64, copy=True)
     n_noisy = int(round(fraction * len(y)))
     if n_noisy == 0 or num_classes < 2:

@@ -12,6 +12,8 @@ from ..errors import MissingFileError
 from .text import parse, to_latex
 from .tree import MAX_DEPTH, PRIMITIVES, TERMINALS, Expr, ExprError, _check_limits, const, to_infix
 
+from ..runspec import is_expression_spec  # the one rule, shared with bench and the registries
+
 __all__ = ["to_json", "from_json", "save", "load", "load_document", "as_expression",
            "is_expression_spec", "FORMAT", "FORMAT_VERSION", "MAX_FILE_BYTES"]
 
@@ -126,15 +128,6 @@ def load(path: str | os.PathLike[str]) -> Expr:
     """Read an expression file written by :func:`save` (validated; never runs code)."""
     return load_document(path)[0]
 
-
-
-def is_expression_spec(spec: str) -> bool:
-    """Whether a loss name names an expression: ``expr:<infix>``, a ``*.json`` path or any file.
-
-    >>> is_expression_spec("expr:square(p - y)"), is_expression_spec("ngl")
-    (True, False)
-    """
-    return spec.startswith("expr:") or spec.endswith(".json") or os.path.isfile(spec)
 
 
 def as_expression(spec: Expr | str | os.PathLike[str] | dict[str, Any]) -> Expr:

@@ -11,7 +11,7 @@ from typing import Any
 import keras
 
 from ..errors import InputTypeError
-from ..expr import is_expression_spec
+from ..runspec import is_expression_spec
 from ..registry import Registry
 
 __all__ = ["LOSSES", "list_losses", "get_loss", "from_expression", "is_expression_spec"]
@@ -50,7 +50,7 @@ def get_loss(spec: str, **kwargs: Any) -> Any:
         cls = keras.saving.get_registered_object(spec)
         if cls is not None:
             return cls(**kwargs)
-    if is_expression_spec(spec):
+    if is_expression_spec(spec, registered=LOSSES):
         return from_expression(spec, **kwargs)
     return LOSSES.get(spec)(**kwargs)   # an unknown name: UnknownNameError naming close matches
 

@@ -23,7 +23,7 @@ from torch import nn
 
 from .. import expr as E
 from ..errors import InputTypeError
-from ..expr import is_expression_spec
+from ..runspec import is_expression_spec
 from ..registry import Registry
 
 __all__ = ["LossInfo", "LOSSES", "register_loss", "list_losses", "get_loss_info", "get_loss",
@@ -99,7 +99,7 @@ def get_loss(spec: str, **kwargs: Any) -> nn.Module:
     if not isinstance(spec, str):
         raise InputTypeError(f"a loss is named by a string (registry name, *.json path or "
                              f"'expr:<infix>'), got {type(spec).__name__}")
-    if spec not in LOSSES and is_expression_spec(spec):
+    if is_expression_spec(spec, registered=LOSSES):
         from .expression import ExpressionLoss
 
         return ExpressionLoss(Path(spec) if not spec.startswith("expr:") else spec, **kwargs)

@@ -5,7 +5,7 @@ paired significance tests, missing cells and failed runs; Markdown, CSV, JSON an
 >>> from ngl.bench import Grid, ResultStore, expand
 >>> tmp = pathlib.Path(tempfile.mkdtemp())
 >>> with ResultStore(tmp / "results.sqlite") as store:
-...     _ = store.add(expand(Grid(losses=("ce", "ngl"), seeds=(0, 1))))
+...     _ = store.add((r.key, r.config.to_dict()) for r in expand(Grid(losses=("ce", "ngl"), seeds=(0, 1))))
 ...     for run in store.rows():
 ...         store.finish(run["key"], {"status": "ok", "test_accuracy": 0.9 + 0.01 * run["seed"]})
 >>> rep = write_report(tmp / "results.sqlite", tmp / "report", plots=False)

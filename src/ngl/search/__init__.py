@@ -5,7 +5,8 @@ on fresh seeds and a transfer task (:mod:`ngl.search.validate`).
 
 >>> import tempfile
 >>> from ngl.search import SearchConfig, run_search
->>> cfg = SearchConfig(population=6, generations=1, fitness="linear", max_steps=20, tune_top=0)
+>>> cfg = SearchConfig.from_flat({"population": 6, "generations": 1, "fitness": "linear",
+...                               "max_steps": 20, "tune_top": 0})
 >>> result = run_search(cfg, tempfile.mkdtemp(), progress=False, log=None)
 >>> result.finished, 0.0 < result.hall_of_fame[0]["fitness"] <= 1.0
 (True, True)

@@ -5,7 +5,7 @@ same with ``SCHEMA_VERSION``).
 >>> check_version({"format": FORMAT, "version": 1}, "ckpt.json")
 Traceback (most recent call last):
 ...
-ngl.errors.InputError: ckpt.json: search checkpoint format version 1; this ngl reads version 2 (start over with --overwrite)
+ngl.errors.InputError: ckpt.json: search checkpoint format version 1; this ngl reads version 3 (start over with --overwrite)
 """
 from __future__ import annotations
 
@@ -25,8 +25,9 @@ __all__ = ["CHECKPOINT", "FORMAT", "VERSION", "load_checkpoint", "save_checkpoin
 
 CHECKPOINT = "checkpoint.json"
 FORMAT = "ngl.search.checkpoint"
-#: 1: trees as nested lists, no format tag or candidate status; 2: infix, status, tuning, unique.
-VERSION = 2
+#: 1: trees as nested lists, no format tag or candidate status; 2: infix, status, tuning, unique;
+#: 3: the config holds its fitness task, transfer task and execution as objects.
+VERSION = 3
 _STATUSES = ("ok", "rejected", "failed", "seed")
 
 

@@ -1,4 +1,7 @@
-"""``SearchConfig``: everything that determines a search, one field per ``ngl search`` flag.
+"""``SearchConfig``: everything that determines a search. It holds its training tasks whole: the
+fitness ``task`` and the validation's ``transfer`` task are :class:`~ngl.runspec.TrainConfig`
+objects (their flags are generated from ``TrainConfig``, as ``ngl train``'s are), and where runs
+execute is one :class:`~ngl.execution.Execution` (the flags ``ngl bench`` has too).
 
 GP defaults follow EvoMAL (Raymond et al., TPAMI 2023; REFERENCE.md section 5): population 25,
 50 generations, crossover 0.7, mutation 0.25, tournament 4, max height 10.
@@ -7,12 +10,11 @@ The default fitness task is chosen to *discriminate* (``benchmarks/search_qualit
 with 40% symmetric label noise on the training split, a clean validation split of 30% (431
 images, so one image is 0.23 pp), an MLP trained 300 Adam steps, fitness = the final validation
 accuracy (not the best epoch's, which is optimistic), averaged over 2 training seeds (a loss that
-trains on one seed and collapses on another scores low). Noisy labels leave room above CE:
-robust losses (SCE, MAE-like) score several points higher, so the search has something to find.
+trains on one seed and collapses on another scores low).
 
 >>> cfg = SearchConfig(population=8, generations=2)
->>> cfg.fitness_settings()["label_noise"], cfg.fitness_settings()["val_fraction"]
-(0.4, 0.3)
+>>> cfg.task.label_noise, cfg.task.val_fraction, cfg.transfer.model
+(0.4, 0.3, 'cnn_small')
 >>> SearchConfig(population=1)
 Traceback (most recent call last):
 ...
@@ -20,17 +22,35 @@ ngl.errors.InputError: bad search config: population must be >= 2, got 1
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 from ..config import from_mapping, opt
-from ..errors import InputError
+from ..errors import InputError, InputTypeError
+from ..execution import Execution
+from ..runspec import TrainConfig
 
-__all__ = ["SearchConfig"]
+__all__ = ["SearchConfig", "DEFAULT_TASK", "DEFAULT_TRANSFER", "TASK_SKIP", "TRANSFER_FIELDS",
+           "TRANSFER_PREFIX", "flat_layer"]
 
-_GP, _FIT, _SCREEN, _TUNE, _VAL, _EXEC = ("genetic programming (defaults after EvoMAL)", "fitness",
-                                          "rejection screen", "constant tuning (CMA-ES)",
-                                          "validation of the winners", "execution")
+_GP, _FIT, _SCREEN, _TUNE, _VAL = ("genetic programming (defaults after EvoMAL)", "fitness",
+                                   "rejection screen", "constant tuning (CMA-ES)",
+                                   "validation of the winners")
+
+#: the default fitness task (the loss and seed of each run are the search's)
+DEFAULT_TASK = TrainConfig(dataset="digits", model="mlp", label_noise=0.4, val_fraction=0.3, epochs=20,
+                           max_steps=300, batch_size=64, lr=2e-3, threads=1, device="cpu")
+#: the default transfer task of the validation: another noise level and another model
+DEFAULT_TRANSFER = TrainConfig(dataset="digits", model="cnn_small", label_noise=0.2, epochs=12,
+                               batch_size=64, lr=2e-3, threads=1, device="cpu")
+#: TrainConfig fields that get no search flag: the search sets them per run (loss, seed) or takes
+#: them from ``--threads`` (execution)
+TASK_SKIP = ("loss", "loss_kwargs", "seed", "threads")
+#: the transfer task's flags (``--transfer-<field>``)
+TRANSFER_FIELDS = ("dataset", "model", "label_noise", "epochs", "max_steps", "batch_size", "lr",
+                   "train_fraction", "val_fraction", "data_dir")
+TRANSFER_PREFIX = "transfer_"
 
 
 def _fitness_names() -> list[str]:
@@ -38,9 +58,12 @@ def _fitness_names() -> list[str]:
     return FITNESS.names()
 
 
-def _executor_names() -> list[str]:
-    from ..executors import EXECUTORS
-    return ["auto", *EXECUTORS]
+def _task(value: Any, what: str) -> TrainConfig:
+    if isinstance(value, TrainConfig):
+        return value
+    if isinstance(value, Mapping):
+        return TrainConfig.from_dict(value, what=f"search config {what}")
+    raise InputTypeError(f"search config {what} must be a TrainConfig object, got {type(value).__name__}")
 
 
 @dataclass
@@ -67,25 +90,13 @@ class SearchConfig:
     seed_losses: list[str] = opt(help="registry losses in the initial population, e.g. ce,ngl",
                                  factory=list, group=_GP)
     seed: int = opt(0, "random seed of the search", group=_GP)
-    fitness: str = opt("train", "train: short harness run; linear: softmax regression on digits",
-                       group=_FIT, choices=_fitness_names)
-    dataset: str = opt("digits", "harness dataset (ngl.data.list_datasets())", group=_FIT)
-    model: str = opt("mlp", "harness model (ngl.models.list_models())", group=_FIT)
-    label_noise: float = opt(0.4, "fraction of training labels flipped (validation stays clean)",
-                             group=_FIT)
-    val_fraction: float = opt(0.3, "validation hold-out of the training split", group=_FIT)
-    data_dir: str | None = opt(None, "folder with the dataset files (harness default if unset)",
-                               group=_FIT)
-    max_steps: int = opt(300, "optimizer steps per fitness run", group=_FIT)
-    batch_size: int = opt(64, "batch size of fitness runs", group=_FIT)
-    lr: float | None = opt(2e-3, "learning rate (None: the fitness function's default)", group=_FIT)
-    train_fraction: float = opt(1.0, "fraction of training data", group=_FIT)
-    train_seed: int = opt(0, "seed of each fitness run (common to all candidates)", group=_FIT)
+    fitness: str = opt("train", "train: a short harness run of --dataset/--model...; linear: softmax "
+                                "regression on digits (seconds)", group=_FIT, choices=_fitness_names)
+    task: TrainConfig = opt(help="the fitness task", factory=lambda: dataclasses.replace(DEFAULT_TASK), flag=False)
+    train_seed: int = opt(0, "seed of the first fitness run (common to all candidates)", group=_FIT)
     fitness_seeds: int = opt(2, "training runs per candidate (seeds train_seed, train_seed+1, ...; "
                                 "fitness = their mean): a loss that fails on one seed scores low",
                              group=_FIT)
-    device: str = opt("cpu", "auto | cpu | cuda", group=_FIT)
-    threads: int | None = opt(1, "torch threads per fitness run", group=_FIT)
     halving_rungs: int = opt(1, "successive halving: >1 trains all new candidates briefly, the "
                                 "best 1/eta longer", group=_FIT)
     halving_eta: int = opt(3, "successive-halving factor", group=_FIT)
@@ -98,25 +109,25 @@ class SearchConfig:
     validate_top: int = opt(3, "hall-of-fame losses retrained on fresh seeds at the end (0: none)",
                             group=_VAL)
     validate_seeds: int = opt(5, "fresh seeds per validation cell", group=_VAL)
-    transfer_model: str = opt("cnn_small", "model of the transfer task", group=_VAL)
-    transfer_label_noise: float = opt(0.2, "label noise of the transfer task (same dataset)",
-                                      group=_VAL)
-    transfer_epochs: int = opt(12, "epochs of the transfer task (12: ngl bench's default grid)",
-                               group=_VAL)
-    executor: str = opt("auto", "where fitness runs go (auto: process if --workers > 1, else "
-                                "inline; inline ignores --timeout)", group=_EXEC,
-                        choices=_executor_names)
-    workers: int = opt(1, "parallel fitness runs", group=_EXEC)
-    timeout: float | None = opt(None, "seconds per fitness run (then worst fitness)", group=_EXEC)
-    ray_address: str | None = opt(None, "Ray cluster address (default: RAY_ADDRESS or local)",
-                                  group=_EXEC)
+    transfer: TrainConfig = opt(help="the validation's transfer task", factory=lambda: dataclasses.replace(DEFAULT_TRANSFER),
+                                flag=False)
+    execution: Execution = opt(help="where fitness and validation runs execute", factory=Execution,
+                               flag=False)
 
     def __post_init__(self) -> None:
         self.const_range = tuple(float(v) for v in self.const_range)   # type: ignore[assignment]
+        self.task = _task(self.task, "task").check()
+        self.transfer = _task(self.transfer, "transfer").check()
+        if isinstance(self.execution, Mapping):
+            self.execution = from_mapping(Execution, self.execution, what="search config execution")
+        if not isinstance(self.execution, Execution):
+            raise InputTypeError(f"search config execution must be an Execution, got "
+                                 f"{type(self.execution).__name__}")
+        self.execution.check()
         for name, ok, want in self._checks():
             if not ok:
-                raise InputError(f"bad search config: {name} must be {want}, "
-                                 f"got {getattr(self, name)!r}")
+                value = getattr(self.task, name[5:]) if name.startswith("task.") else getattr(self, name)
+                raise InputError(f"bad search config: {name} must be {want}, got {value!r}")
 
     def _checks(self) -> list[tuple[str, bool, str]]:
         lo, hi = self.const_range if len(self.const_range) == 2 else (1.0, 0.0)
@@ -134,43 +145,86 @@ class SearchConfig:
                 ("const_range", lo < hi, "(low, high) with low < high"),
                 ("fitness", self.fitness in _fitness_names() or self.fitness == "custom",
                  f"one of {_fitness_names()}"),
-                ("label_noise", 0.0 <= self.label_noise < 1.0, "in [0, 1)"),
-                ("val_fraction", 0.0 < self.val_fraction < 1.0, "in (0, 1)"),
-                ("max_steps", self.max_steps >= 1, ">= 1"),
+                ("task.val_fraction", self.task.val_fraction > 0, "> 0 (the fitness is a validation "
+                 "accuracy)"),
+                ("task.max_steps", self.task.max_steps is not None or self.halving_rungs == 1,
+                 "set when --halving-rungs > 1"),
+                ("train_seed", self.train_seed >= 0, ">= 0"),
                 ("fitness_seeds", self.fitness_seeds >= 1, ">= 1"),
-                ("lr", self.lr is None or self.lr > 0, "> 0"),
                 ("halving_rungs", self.halving_rungs >= 1, ">= 1"),
                 ("halving_eta", self.halving_eta >= 2, ">= 2"),
                 ("screen_steps", self.screen_steps >= 1, ">= 1"),
                 ("tune_top", self.tune_top >= 0, ">= 0"),
                 ("tune_evals", self.tune_evals >= 2, ">= 2"),
                 ("validate_top", self.validate_top >= 0, ">= 0"),
-                ("validate_seeds", self.validate_seeds >= 2, ">= 2"),
-                ("transfer_label_noise", 0.0 <= self.transfer_label_noise < 1.0, "in [0, 1)"),
-                ("transfer_epochs", self.transfer_epochs >= 1, ">= 1"),
-                ("workers", self.workers >= 1, ">= 1"),
-                ("threads", self.threads is None or self.threads >= 1, ">= 1 or None"),
-                ("timeout", self.timeout is None or self.timeout > 0, "> 0 or None")]
+                ("validate_seeds", self.validate_seeds >= 2, ">= 2")]
+
+    @property
+    def fitness_seed_list(self) -> list[int]:
+        """The seeds every candidate trains on (common random numbers)."""
+        return [self.train_seed + i for i in range(self.fitness_seeds)]
+
+    def fitness_task(self) -> TrainConfig:
+        """The fitness task as it runs: the execution's threads."""
+        return dataclasses.replace(self.task, threads=self.execution.threads, seed=self.train_seed)
+
+    def transfer_task(self) -> TrainConfig:
+        return dataclasses.replace(self.transfer, threads=self.execution.threads)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["const_range"] = list(self.const_range)
+        d["task"], d["transfer"] = self.task.to_dict(), self.transfer.to_dict()
+        d["execution"] = dataclasses.asdict(self.execution)
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "SearchConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> "SearchConfig":
         """From a JSON object (file, checkpoint): unknown keys and wrong types are one-line errors."""
         return from_mapping(cls, d, what="search config")
 
-    def fitness_settings(self) -> dict[str, Any]:
-        """The settings handed to the fitness function."""
-        extra: dict[str, Any] = {"lr": self.lr} if self.lr is not None else {}
-        if self.fitness_seeds > 1:
-            extra["seeds"] = [self.train_seed + i for i in range(self.fitness_seeds)]
-        if self.fitness == "linear":
-            return {"max_steps": self.max_steps, "seed": self.train_seed, **extra}
-        return {"dataset": self.dataset, "model": self.model, "max_steps": self.max_steps,
-                "epochs": 10_000, "batch_size": self.batch_size, "seed": self.train_seed,
-                "label_noise": self.label_noise, "val_fraction": self.val_fraction,
-                "train_fraction": self.train_fraction, "device": self.device,
-                "threads": self.threads, "data_dir": self.data_dir, **extra}
+    @classmethod
+    def from_flat(cls, flat: Mapping[str, Any]) -> "SearchConfig":
+        """From flag names, as ``ngl search`` takes them: the search's own fields, the fitness
+        task's fields (``max_steps``), the transfer task's with ``transfer_`` (``transfer_model``)
+        and the execution's (``workers``); ``threads`` goes to the execution and both tasks.
+
+        >>> SearchConfig.from_flat({"population": 6, "max_steps": 20, "transfer_epochs": 3}).task.max_steps
+        20
+        """
+        own = {f.name for f in dataclasses.fields(cls)} - {"task", "transfer", "execution"}
+        task_names = {f.name for f in dataclasses.fields(TrainConfig)} - set(TASK_SKIP)
+        exe_names = {f.name for f in dataclasses.fields(Execution)}
+        parts: dict[str, dict[str, Any]] = {"own": {}, "task": {}, "transfer": {}, "execution": {}}
+        for key, value in flat.items():
+            sub = key[len(TRANSFER_PREFIX):] if key.startswith(TRANSFER_PREFIX) else None
+            where = ("own" if key in own else "task" if key in task_names else "execution" if key in exe_names
+                     else "transfer" if sub in TRANSFER_FIELDS else None)
+            if where is None:
+                import difflib
+                names = sorted(own | task_names | exe_names | {TRANSFER_PREFIX + k for k in TRANSFER_FIELDS})
+                close = difflib.get_close_matches(str(key), names, n=1)
+                raise InputError(f"unknown search setting {key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            parts[where][sub if where == "transfer" else key] = value
+        threads = parts["execution"].get("threads", 1)
+        return cls.from_dict({**parts["own"], "execution": parts["execution"],
+                              "task": {**DEFAULT_TASK.to_dict(), **parts["task"], "threads": threads},
+                              "transfer": {**DEFAULT_TRANSFER.to_dict(), **parts["transfer"], "threads": threads}})
+
+
+def flat_layer(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """A search config file (nested, as ``config.json`` saves it, or flat flag names) as parser
+    defaults: ``task.X`` -> ``X``, ``transfer.X`` -> ``transfer_X``, ``execution.X`` -> ``X``.
+
+    >>> flat_layer({"population": 10, "task": {"label_noise": 0.2}, "transfer": {"model": "mlp"}})
+    {'population': 10, 'label_noise': 0.2, 'transfer_model': 'mlp'}
+    """
+    out: dict[str, Any] = {}
+    for key, value in doc.items():
+        if key in ("task", "execution") and isinstance(value, Mapping):
+            out.update({k: v for k, v in value.items() if key != "task" or k not in TASK_SKIP})
+        elif key == "transfer" and isinstance(value, Mapping):
+            out.update({TRANSFER_PREFIX + k: v for k, v in value.items() if k in TRANSFER_FIELDS})
+        else:
+            out[key] = value
+    return out

@@ -27,8 +27,8 @@ from ..errors import InputError
 from .checkpoint import (CHECKPOINT, load_checkpoint, rng_state, save_checkpoint,
                          set_rng_state)
 from .config import SearchConfig
-from .evaluate import cache_key, evaluate_candidates, make_search_executor, spearman
-from .fitness import FITNESS, check_train_settings
+from .evaluate import cache_key, evaluate_candidates, spearman
+from .fitness import FITNESS, check_task
 from .gp import Individual, Status, from_expr, is_valid, make_pset, make_toolbox, to_expr
 from .rejection import screen
 
@@ -107,8 +107,7 @@ def revary_duplicates(offspring: list[Individual], keep: list[Individual], tb: A
 #: folders a search writes (removed by ``overwrite=True``)
 _OUTPUT_DIRS = ("hall_of_fame", "validation")
 #: settings a resume may change (they do not change what the generations compute)
-_FREE_ON_RESUME = ("generations", "validate_top", "validate_seeds", "transfer_model",
-                   "transfer_label_noise", "transfer_epochs", "executor", "workers", "timeout", "ray_address")
+_FREE_ON_RESUME = ("generations", "validate_top", "validate_seeds", "transfer", "execution")
 
 
 # --------------------------------------------------------------------------------------------
@@ -139,8 +138,12 @@ def _initial_population(cfg: SearchConfig, pset: Any, tb: Any) -> list[Individua
 
 def _resume(config: SearchConfig, ckpt: Path, pset: Any) -> _State:
     state = load_checkpoint(ckpt)
+    from ..runspec import IGNORED_IN_KEY
+
     saved = dict(state["config"], generations=config.generations)
     new = config.to_dict()
+    for d in (saved, new):                      # where a task runs does not change what it computes
+        d["task"] = {k: v for k, v in (d.get("task") or {}).items() if k not in IGNORED_IN_KEY}
     diff = sorted(k for k in new if k not in _FREE_ON_RESUME
                   and saved.get(k) != new[k])
     if diff:
@@ -208,7 +211,7 @@ def _evaluate(pop: list[Individual], cfg: SearchConfig, cache: dict, executor: A
     saved = rng_state()       # fitness runs and lazy imports must not move the search's RNG streams
     records, stats = evaluate_candidates(
         [to_expr(ind) for ind in invalid], cache=cache, fitness=fitness,
-        settings=cfg.fitness_settings(), executor=executor,
+        task=cfg.fitness_task(), seeds=cfg.fitness_seed_list, executor=executor,
         screen_kwargs={"steps": cfg.screen_steps, "min_gain": cfg.screen_min_gain},
         rungs=cfg.halving_rungs, eta=cfg.halving_eta, progress=progress)
     for ind, rec in zip(invalid, records):
@@ -283,7 +286,7 @@ def _log_line(row: dict, config: SearchConfig, hof: list[dict]) -> str:
 # The loop
 # --------------------------------------------------------------------------------------------
 def run_search(config: SearchConfig, out_dir: str | os.PathLike[str], *, resume: bool = False,
-               overwrite: bool = False, fitness_fn: Callable[[str, dict], float] | None = None,
+               overwrite: bool = False, fitness_fn: Callable[[str, Any], float] | None = None,
                progress: bool = True, stop_after: int | None = None,
                log: Callable[[str], None] | None = print) -> SearchResult:
     """Run (or resume) a search; writes checkpoint, hall of fame, CSV and plot under ``out_dir``.
@@ -293,7 +296,7 @@ def run_search(config: SearchConfig, out_dir: str | os.PathLike[str], *, resume:
         out_dir: output directory (created).
         resume: continue from ``out_dir/checkpoint.json`` (the config must match).
         overwrite: start over even if ``out_dir`` holds a checkpoint (else that is an error).
-        fitness_fn: a module-level ``fn(infix, settings) -> accuracy`` replacing ``config.fitness``.
+        fitness_fn: a module-level ``fn(infix, task) -> accuracy`` replacing ``config.fitness``.
         progress: show a tqdm bar over evaluations.
         stop_after: stop after this generation's checkpoint (simulates a kill; for tests).
         log: receives one progress line per generation (``None``: silent).
@@ -310,12 +313,11 @@ def run_search(config: SearchConfig, out_dir: str | os.PathLike[str], *, resume:
         FITNESS.get(config.fitness)              # an unknown name: one line with close matches
     fitness: str | Callable = fitness_fn if fitness_fn is not None else config.fitness
     if fitness == "train":
-        check_train_settings(config.fitness_settings())
+        check_task(config.fitness_task())
     pset = make_pset(const_range=config.const_range, primitives=config.primitives)
     tb = make_toolbox(pset, tournament_size=config.tournament_size, max_height=config.max_height,
                       init_max_height=config.init_max_height)
-    with closing(make_search_executor(config.executor, workers=config.workers, timeout=config.timeout,
-                                      ray_address=config.ray_address, threads=config.threads)) as ex:
+    with closing(config.execution.make()) as ex:
         st = _start(config, out, pset, tb, resume=resume, overwrite=overwrite)
         from ..fileio import write_json_atomic
         write_json_atomic(out / "config.json", config.to_dict(), indent=2)

@@ -12,43 +12,32 @@ carries its :class:`Status` as data and a human-readable ``reason``.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .. import expr as E
+from ..runspec import TrainConfig
 from .fitness import FITNESS, FitnessFn
 from .gp import WORST_FITNESS, Status
 from .rejection import screen
 
-__all__ = ["Status", "GenerationStats", "evaluate_candidates", "make_search_executor",
-           "halving_budgets", "cache_key", "spearman", "fitness_task"]
+__all__ = ["Status", "GenerationStats", "evaluate_candidates", "halving_budgets", "cache_key",
+           "spearman", "fitness_task"]
 
 
-def fitness_task(item: tuple[str, str, dict, Any]) -> float:
-    """Executor task (module level, picklable): ``item = (key, infix, settings, fn)``. With
-    ``settings["seeds"]`` the fitness is the mean over one run per seed (common batches across
-    candidates: every candidate sees the same seeds)."""
-    _, infix, settings, fn = item
+def fitness_task(item: tuple[str, str, TrainConfig, list[int], Any]) -> float:
+    """Executor task (module level, picklable): ``item = (key, infix, task, seeds, fn)``; the
+    fitness is the mean over one run of ``task`` per seed (common batches across candidates: every
+    candidate sees the same seeds)."""
+    _, infix, task, seeds, fn = item
     fn = FITNESS.get(fn) if isinstance(fn, str) else fn
-    settings = dict(settings)
-    seeds = settings.pop("seeds", None) or [settings.get("seed", 0)]
-    values = [float(fn(infix, {**settings, "seed": s})) for s in seeds]
+    values = [float(fn(infix, dataclasses.replace(task, seed=s))) for s in seeds or [task.seed]]
     value = sum(values) / len(values)
     if not math.isfinite(value):
         raise FloatingPointError(f"fitness is {value}")
     return value
-
-
-def make_search_executor(kind: str = "auto", *, workers: int = 1, timeout: float | None = None,
-                         ray_address: str | None = None, threads: int | None = None) -> Any:
-    """``ngl.executors.make_executor`` (``auto``: process with ``workers > 1``, else inline)."""
-    from ..executors import make_executor
-
-    if kind == "auto":
-        kind = "process" if workers > 1 else "inline"
-    extra = {"threads": threads} if threads else {}
-    return make_executor(kind, workers=workers, timeout=timeout, ray_address=ray_address, **extra)
 
 
 _GRAD_PROBE: list[Any] = []
@@ -169,10 +158,11 @@ def _screen_new(exprs: list[E.Expr], keys: list[str], cache: dict, stats: Genera
     return todo, passed
 
 
-def _run_rung(alive: list[str], todo: dict[str, E.Expr], budget: int, settings: dict,
+def _run_rung(alive: list[str], todo: dict[str, E.Expr], task: TrainConfig, seeds: list[int],
               fitness: str | FitnessFn, executor: Any, stats: GenerationStats, bar: Any) -> dict:
     results: dict[str, dict] = {}
-    items = [(k, E.to_infix(todo[k]), {**settings, "max_steps": budget}, fitness) for k in alive]
+    budget = task.max_steps or 0
+    items = [(k, E.to_infix(todo[k]), task, seeds, fitness) for k in alive]
     for item, outcome in executor.map_unordered(fitness_task, items):
         stats.evaluations += 1
         bar.update(1)
@@ -187,7 +177,8 @@ def _run_rung(alive: list[str], todo: dict[str, E.Expr], budget: int, settings: 
 
 
 def evaluate_candidates(exprs: list[E.Expr], *, cache: dict[str, dict], fitness: str | FitnessFn,
-                        settings: dict, executor: Any, screen_kwargs: dict | None = None,
+                        task: TrainConfig, seeds: list[int], executor: Any,
+                        screen_kwargs: dict | None = None,
                         rungs: int = 1, eta: int = 3, progress: bool = False
                         ) -> tuple[list[dict], GenerationStats]:
     """Fitness records for ``exprs`` (``fitness``, ``status``, ``reason``, ``infix``, ``budget``).
@@ -203,14 +194,14 @@ def evaluate_candidates(exprs: list[E.Expr], *, cache: dict[str, dict], fitness:
     stats = GenerationStats(requested=len(exprs))
     keys = [cache_key(e) for e in exprs]
     todo, alive = _screen_new(exprs, keys, cache, stats, screen_kwargs or {})
-    max_steps = int(settings.get("max_steps") or 100)
-    budgets = halving_budgets(max_steps, rungs, eta) if rungs > 1 else [max_steps]
+    budgets = halving_budgets(task.max_steps or 100, rungs, eta) if rungs > 1 else [task.max_steps]
     bar = tqdm(total=sum(math.ceil(len(alive) / eta ** r) for r in range(len(budgets))),
                desc="evaluations", unit="run", leave=False, disable=not progress)
     results: dict[str, dict] = {}
     for rung, budget in enumerate(budgets):
         before = {k: results[k]["fitness"] for k in alive if k in results}
-        results.update(_run_rung(alive, todo, budget, settings, fitness, executor, stats, bar))
+        rung_task = task if budget == task.max_steps else dataclasses.replace(task, max_steps=budget)
+        results.update(_run_rung(alive, todo, rung_task, seeds, fitness, executor, stats, bar))
         if before:
             ok = [k for k in before if results[k]["status"] == Status.OK.value]
             stats.rung_pairs.append([[before[k] for k in ok], [results[k]["fitness"] for k in ok]])

@@ -1,44 +1,44 @@
-"""Fitness functions: ``fn(infix, settings) -> accuracy in [0, 1]``, registered in :data:`FITNESS`.
+"""Fitness functions: ``fn(infix, task) -> accuracy in [0, 1]``, registered in :data:`FITNESS`;
+``task`` is the search's :class:`~ngl.runspec.TrainConfig` (its seed set per run).
 
-- ``train`` (default): a short training run through the harness, ``ngl.train.train(TrainConfig(
-  loss="expr:" + infix, max_steps=..., label_noise=..., ...))``; fitness = the *final* validation
-  accuracy on the clean validation split (the best epoch's would be an optimistic max).
-- ``linear``: softmax regression on scikit-learn's digits trained full-batch with the loss; a real
-  but tiny learning problem (tenths of a second), for tests and quick experiments.
+- ``train`` (default): a short training run through the harness, ``ngl.train.train(task)`` with
+  loss ``expr:<infix>``; fitness = the *final* validation accuracy on the clean validation split
+  (the best epoch's would be an optimistic max).
+- ``linear``: softmax regression on scikit-learn's digits trained full-batch with the loss for
+  ``task.max_steps`` steps at ``task.lr``; a real but tiny learning problem (tenths of a second),
+  for tests and quick experiments.
 
 >>> FITNESS.names()
 ['train', 'linear']
->>> round(linear_fitness("-(y * log(p))", {"max_steps": 30}), 2) > 0.8
+>>> round(linear_fitness("-(y * log(p))", TrainConfig(max_steps=30, lr=0.05)), 2) > 0.8
 True
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Callable
 
 from .. import expr as E
 from ..errors import InputError
 from ..registry import Registry
+from ..runspec import TrainConfig
 
-__all__ = ["FITNESS", "FitnessFn", "train_fitness", "linear_fitness", "check_train_settings"]
+__all__ = ["FITNESS", "FitnessFn", "train_fitness", "linear_fitness", "check_task"]
 
-FitnessFn = Callable[[str, dict], float]
+FitnessFn = Callable[[str, TrainConfig], float]
 
 #: Fitness functions by name (``ngl search --fitness``).
 FITNESS: Registry[FitnessFn] = Registry("fitness function")
 
 
 @FITNESS.register("train")
-def train_fitness(infix: str, settings: dict) -> float:
-    """Final validation accuracy of a short harness run with loss ``expr:<infix>``.
+def train_fitness(infix: str, task: TrainConfig) -> float:
+    """Final validation accuracy of a short harness run of ``task`` with loss ``expr:<infix>``.
+    A diverged or failed run raises (the pipeline records it with the worst fitness)."""
+    from ..train import train
 
-    ``settings`` holds TrainConfig fields (dataset, model, max_steps, label_noise, seed, ...).
-    A diverged or failed run raises (the pipeline records it with the worst fitness).
-    """
-    from ..train import TrainConfig, train
-
-    cfg = TrainConfig.from_dict({**settings, "loss": "expr:" + infix})
-    result = train(cfg, progress=False)
+    result = train(dataclasses.replace(task, loss="expr:" + infix, loss_kwargs={}), progress=False)
     acc = result.val_accuracy
     if result.status != "ok" or acc is None or not math.isfinite(acc):
         raise RuntimeError(result.error or f"training {result.status}")
@@ -64,23 +64,21 @@ def _digits(seed: int) -> Any:
 
 
 @FITNESS.register("linear")
-def linear_fitness(infix: str, settings: dict) -> float:
-    """Validation accuracy of softmax regression on digits trained with the loss (Adam, full batch).
-
-    ``settings``: ``max_steps`` (default 100), ``lr`` (default 0.05), ``seed`` (default 0).
-    """
+def linear_fitness(infix: str, task: TrainConfig) -> float:
+    """Validation accuracy of softmax regression on digits trained with the loss (Adam, full batch,
+    ``task.max_steps`` steps (100 if unset) at ``task.lr``, seed ``task.seed``)."""
     import torch
 
     from ..losses.expression import expression_loss
 
-    seed = int(settings.get("seed", 0))
+    seed = task.seed
     x_tr, x_va, y_tr, y_va = _digits(seed)
     torch.manual_seed(seed)
     model = torch.nn.Linear(64, 10)
-    opt = torch.optim.Adam(model.parameters(), lr=float(settings.get("lr") or 0.05))
+    opt = torch.optim.Adam(model.parameters(), lr=task.lr)
     xt, yt = torch.from_numpy(x_tr), torch.from_numpy(y_tr)
     expr = E.parse(infix)
-    for _ in range(int(settings.get("max_steps") or 100)):
+    for _ in range(task.max_steps or 100):
         opt.zero_grad(set_to_none=True)
         loss = expression_loss(model(xt), yt, expr)
         if not torch.isfinite(loss):
@@ -92,20 +90,15 @@ def linear_fitness(infix: str, settings: dict) -> float:
     return float((pred == y_va).mean())
 
 
-def check_train_settings(settings: dict) -> None:
-    """Fail before the search starts on a bad harness config, unknown dataset or model."""
+def check_task(task: TrainConfig) -> None:
+    """Fail before the search starts on a bad task setting, an unknown dataset or model."""
     from ..data import get_dataset_info
     from ..models import get_model_info
-    from ..train import TrainConfig
 
+    task.check()
     try:
-        TrainConfig.from_dict({**{k: v for k, v in settings.items() if k != "seeds"}, "loss": "ce"}).validate()
-        get_model_info(settings["model"])
-        if ":" not in settings["dataset"]:
-            get_dataset_info(settings["dataset"])
-    except KeyError as exc:
-        raise InputError(exc.args[0]) from None
-    except InputError:
-        raise
-    except ValueError as exc:
+        get_model_info(task.model)
+        if ":" not in task.dataset:
+            get_dataset_info(task.dataset)
+    except KeyError as exc:                    # UnknownNameError: the registry's one line
         raise InputError(str(exc)) from None

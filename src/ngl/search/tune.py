@@ -46,8 +46,8 @@ def with_constants(expr: E.Expr, values: list[float]) -> E.Expr:
     return rebuild(expr)
 
 
-def _score(executor: Any, infixes: list[str], fitness: Any, settings: dict) -> list[float]:
-    items = [(str(i), infix, settings, fitness) for i, infix in enumerate(infixes)]
+def _score(executor: Any, infixes: list[str], fitness: Any, task: Any, seeds: list[int]) -> list[float]:
+    items = [(str(i), infix, task, seeds, fitness) for i, infix in enumerate(infixes)]
     scores = [WORST_FITNESS] * len(items)
     for item, outcome in executor.map_unordered(fitness_task, items):
         if outcome.error is None and outcome.value is not None and math.isfinite(outcome.value):
@@ -55,14 +55,14 @@ def _score(executor: Any, infixes: list[str], fitness: Any, settings: dict) -> l
     return scores
 
 
-def tune_constants(infix: str, *, fitness: str | Callable, settings: dict, executor: Any,
+def tune_constants(infix: str, *, fitness: str | Callable, task: Any, seeds: list[int], executor: Any,
                    evaluations: int = 24, sigma: float = 1.0, popsize: int = 6, seed: int = 0,
                    start_fitness: float | None = None) -> dict[str, Any]:
     """CMA-ES over the constants of ``infix``; returns the best found and the fitness before/after.
 
     Args:
         infix: the structure with its starting constants.
-        fitness, settings, executor: as in :func:`~ngl.search.evaluate.evaluate_candidates`.
+        fitness, task, seeds, executor: as in :func:`~ngl.search.evaluate.evaluate_candidates`.
         evaluations: fitness runs in all (``popsize`` per CMA-ES generation, run in parallel).
         sigma: initial CMA-ES step size; popsize: candidates per CMA-ES generation.
         start_fitness: the structure's known fitness (else evaluated first).
@@ -75,7 +75,7 @@ def tune_constants(infix: str, *, fitness: str | Callable, settings: dict, execu
     c0 = constants(expr)
     spent = 0
     if start_fitness is None:
-        start_fitness, spent = _score(executor, [infix], fitness, settings)[0], 1
+        start_fitness, spent = _score(executor, [infix], fitness, task, seeds)[0], 1
     best = {"infix": infix, "constants": c0, "fitness": float(start_fitness)}
     if c0:
         es = cma.CMAEvolutionStrategy(c0, sigma, {"popsize": popsize, "seed": seed + 1,
@@ -83,7 +83,7 @@ def tune_constants(infix: str, *, fitness: str | Callable, settings: dict, execu
         while spent + popsize <= evaluations and not es.stop():
             cands = [[round(float(v), 4) for v in x] for x in es.ask()]
             infixes = [E.to_infix(with_constants(expr, c)) for c in cands]
-            scores = _score(executor, infixes, fitness, settings)
+            scores = _score(executor, infixes, fitness, task, seeds)
             spent += len(cands)
             es.tell([list(map(float, c)) for c in cands], [-s for s in scores])
             for c, text, s in zip(cands, infixes, scores):
@@ -104,7 +104,8 @@ def tune_hall_of_fame(hof: list[dict], config: Any, fitness: str | Callable, exe
                         "constants_before": [], "evaluations": 0, "improved": False,
                         "status": "no constants"})
             continue
-        res = tune_constants(entry["infix"], fitness=fitness, settings=config.fitness_settings(),
+        res = tune_constants(entry["infix"], fitness=fitness, task=config.fitness_task(),
+                             seeds=config.fitness_seed_list,
                              executor=executor, evaluations=config.tune_evals, seed=config.seed,
                              start_fitness=entry["fitness"])
         out.append({"rank": rank, **res, "status": Status.OK.value})

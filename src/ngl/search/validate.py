@@ -14,6 +14,7 @@ validated deltas in each hall-of-fame JSON.
 """
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from pathlib import Path
 from typing import Any, Callable
@@ -21,10 +22,11 @@ from typing import Any, Callable
 from .. import expr as E
 from ..errors import InputError, MissingFileError
 from ..fileio import read_json_object, write_csv_atomic, write_json_atomic, write_text_atomic
+from ..runspec import TrainConfig
 from .config import SearchConfig
 
 __all__ = ["validate_search", "validation_tasks", "validation_losses", "summarize_validation",
-           "FRESH_SEED"]
+           "load_search", "FRESH_SEED"]
 
 #: validation seeds start here; the search trains with ``train_seed`` (default 0)
 FRESH_SEED = 1000
@@ -33,20 +35,13 @@ _COLUMNS = ["task", "loss", "label", "n", "mean_accuracy", "sd_accuracy", "delta
             "ci_high", "p_value", "p_holm", "significant"]
 
 
-def validation_tasks(cfg: SearchConfig) -> dict[str, dict[str, Any]]:
-    """``{"search": ..., "transfer": ...}``: grid settings of the two tasks."""
-    search = {"dataset": cfg.dataset, "model": cfg.model, "label_noise": cfg.label_noise,
-              "base": {"epochs": 10_000, "max_steps": cfg.max_steps, "batch_size": cfg.batch_size,
-                       "lr": cfg.lr or 1e-3, "val_fraction": cfg.val_fraction,
-                       "train_fraction": cfg.train_fraction, "threads": cfg.threads or 1,
-                       "device": cfg.device, "data_dir": cfg.data_dir}}
-    transfer = {"dataset": cfg.dataset, "model": cfg.transfer_model,
-                "label_noise": cfg.transfer_label_noise,
-                "base": {"epochs": cfg.transfer_epochs, "batch_size": 64, "lr": 2e-3, "threads": cfg.threads or 1,
-                         "device": cfg.device, "data_dir": cfg.data_dir}}
-    if (transfer["model"], transfer["label_noise"]) == (search["model"], search["label_noise"]):
+def validation_tasks(cfg: SearchConfig) -> dict[str, TrainConfig]:
+    """``{"search": ..., "transfer": ...}``: the two tasks as run specs (loss and seed set per run)."""
+    search, transfer = cfg.fitness_task(), cfg.transfer_task()
+    if (transfer.dataset, transfer.model, transfer.label_noise) == (search.dataset, search.model,
+                                                                     search.label_noise):
         raise InputError("the transfer task must differ from the search task "
-                         "(set --transfer-model or --transfer-label-noise)")
+                         "(set --transfer-dataset, --transfer-model or --transfer-label-noise)")
     return {"search": search, "transfer": transfer}
 
 
@@ -62,28 +57,24 @@ def validation_losses(result: dict[str, Any], top: int) -> dict[str, str]:
     return losses
 
 
-def _configs(cfg: SearchConfig, losses: dict[str, str], seeds: list[int]) -> list[dict]:
-    from ..bench import Grid, expand, resolve_config
+def _plan(tasks: dict[str, TrainConfig], losses: dict[str, str], seeds: list[int]) -> dict[str, list]:
+    """task name -> its planned runs (:func:`ngl.bench.plan`): every loss x seed, keyed once."""
+    from ..bench import plan
 
-    configs = []
-    for task in validation_tasks(cfg).values():
-        grid = Grid(datasets=(task["dataset"],), models=(task["model"],), losses=tuple(losses.values()),
-                    seeds=tuple(seeds), label_noise=(task["label_noise"],),
-                    base={k: v for k, v in task["base"].items() if v is not None})
-        configs += expand(grid, resolve=resolve_config)
-    return configs
+    return {name: plan(dataclasses.replace(task, loss=spec, seed=s) for spec in losses.values() for s in seeds)
+            for name, task in tasks.items()}
 
 
-def _accuracies(rows: list[dict], cfg: SearchConfig) -> dict[tuple[str, str], dict[int, float]]:
-    """(task, loss spec) -> {seed: test accuracy} of the finished ``ok`` runs."""
-    models = {name: (t["model"], t["label_noise"]) for name, t in validation_tasks(cfg).items()}
+def _accuracies(planned: dict[str, list], store: Any) -> dict[tuple[str, str], dict[int, float]]:
+    """(task, loss spec) -> {seed: test accuracy} of this validation's finished ``ok`` runs, found
+    by their keys: rows of another validation in the same store (other seeds, epochs) never mix in."""
+    rows = {r["key"]: r for r in store.rows(["ok"])}
     out: dict[tuple[str, str], dict[int, float]] = {}
-    for row in rows:
-        c = row["config"]
-        for name, (model, noise) in models.items():
-            if (c["model"], float(c["label_noise"])) == (model, float(noise)) \
-                    and row["status"] == "ok" and row["test_accuracy"] is not None:
-                out.setdefault((name, c["loss"]), {})[int(c["seed"])] = float(row["test_accuracy"])
+    for name, runs in planned.items():
+        for run in runs:
+            row = rows.get(run.key)
+            if row is not None and row["test_accuracy"] is not None:
+                out.setdefault((name, run.config.loss), {})[run.config.seed] = float(row["test_accuracy"])
     return out
 
 
@@ -118,13 +109,13 @@ def _fmt(v: Any, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
 
-def _markdown(rows: list[dict], tasks: dict[str, dict], seeds: list[int], headline: str) -> str:
+def _markdown(rows: list[dict], tasks: dict[str, TrainConfig], seeds: list[int], headline: str) -> str:
     lines = ["# Validation of the search's winners", "", headline, "",
              f"Fresh seeds {seeds[0]}..{seeds[-1]} ({len(seeds)} per cell); test accuracy; delta = "
              "paired mean difference to CE on the same seeds, in pp; p from a paired t-test, "
              "Holm-corrected across all cells; * marks corrected p < 0.05.", ""]
     for name, task in tasks.items():
-        lines += [f"## {name} task: {task['dataset']} noise {task['label_noise']:g}, {task['model']}", "",
+        lines += [f"## {name} task: {task.dataset} noise {task.label_noise:g}, {task.model}", "",
                   "| loss | accuracy % (sd) | delta vs CE (pp) | 95% CI | p (Holm) | expression |",
                   "|---|---|---|---|---|---|"]
         for r in (r for r in rows if r["task"] == name):
@@ -170,7 +161,7 @@ def _record_in_hall_of_fame(out: Path, rows: list[dict], losses: dict[str, str])
         write_json_atomic(path, doc, indent=2)
 
 
-def _load_search(out: Path) -> tuple[SearchConfig, dict[str, Any]]:
+def load_search(out: Path) -> tuple[SearchConfig, dict[str, Any]]:
     if not (out / "result.json").is_file():
         raise MissingFileError(f"{out} holds no finished search (no result.json); run 'ngl search "
                                f"--out {out}' to the end first")
@@ -179,34 +170,35 @@ def _load_search(out: Path) -> tuple[SearchConfig, dict[str, Any]]:
 
 
 def validate_search(out_dir: str | Path, *, top: int | None = None, seeds: int | None = None,
-                    executor: str = "auto", workers: int | None = None,
-                    echo: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Retrain the winners of the finished search in ``out_dir``; resumable. Returns
-    ``{"rows", "headline", "files", "run"}`` (``run``: what :func:`ngl.bench.run_grid` did)."""
+                    execution: Any = None, echo: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Retrain the winners of the finished search in ``out_dir``; resumable. ``execution``: an
+    :class:`~ngl.execution.Execution` (default: the search's). Returns ``{"rows", "headline",
+    "files", "run"}`` (``run``: what :func:`ngl.bench.run_grid` did)."""
     from ..bench import ResultStore, run_grid
-    from .evaluate import make_search_executor
 
     out = Path(out_dir)
-    cfg, result = _load_search(out)
+    cfg, result = load_search(out)
     top = cfg.validate_top if top is None else top
     seeds = cfg.validate_seeds if seeds is None else seeds
-    if top < 0 or seeds < 2 or (workers is not None and workers < 1):
-        raise InputError(f"validation needs top >= 0, seeds >= 2 and workers >= 1; got top {top}, "
-                         f"seeds {seeds}, workers {workers}")
+    if top < 0 or seeds < 2:
+        raise InputError(f"validation needs top >= 0 and seeds >= 2; got top {top}, seeds {seeds}")
     seeds_list = [FRESH_SEED + i for i in range(seeds)]
-    losses = validation_losses(result, top)
-    folder = out / "validation"
-    with ResultStore(folder / "results.sqlite") as store, \
-            make_search_executor(executor, workers=workers or cfg.workers, threads=cfg.threads) as ex:
-        ran = run_grid(_configs(cfg, losses, seeds_list), store, executor=ex, progress=False,
-                       echo=echo or (lambda _line: None))
-        acc = _accuracies(store.rows(), cfg)
+    from ..runspec import pin_loss
+
+    losses = {label: pin_loss(spec)[0] for label, spec in validation_losses(result, top).items()}
     tasks = validation_tasks(cfg)
+    planned = _plan(tasks, losses, seeds_list)
+    folder = out / "validation"
+    with ResultStore(folder / "results.sqlite") as store, (execution or cfg.execution).make() as ex:
+        ran = run_grid([r for runs in planned.values() for r in runs], store, executor=ex, progress=False,
+                       echo=echo or (lambda _line: None))
+        acc = _accuracies(planned, store)
     rows = summarize_validation(acc, losses, list(tasks))
     headline = _headline(rows)
     files = {"markdown": write_text_atomic(folder / "report.md", _markdown(rows, tasks, seeds_list, headline)),
-             "json": write_json_atomic(folder / "report.json", {"headline": headline, "rows": rows,
-                                                                "tasks": tasks, "seeds": seeds_list}),
+             "json": write_json_atomic(folder / "report.json", {
+                 "headline": headline, "rows": rows, "seeds": seeds_list,
+                 "tasks": {name: task.to_dict() for name, task in tasks.items()}}),
              "csv": write_csv_atomic(folder / "report.csv", rows, _COLUMNS)}
     _record_in_hall_of_fame(out, rows, losses)
     return {"rows": rows, "headline": headline, "files": {k: str(v) for k, v in files.items()},
