@@ -124,10 +124,22 @@ class SearchConfig:
             raise InputTypeError(f"search config execution must be an Execution, got "
                                  f"{type(self.execution).__name__}")
         self.execution.check()
+        self._check_primitives()
         for name, ok, want in self._checks():
             if not ok:
                 value = getattr(self.task, name[5:]) if name.startswith("task.") else getattr(self, name)
                 raise InputError(f"bad search config: {name} must be {want}, got {value!r}")
+
+    def _check_primitives(self) -> None:
+        from .. import expr as E
+
+        for name in self.primitives or ():
+            if name not in E.PRIMITIVES:
+                import difflib
+                close = difflib.get_close_matches(str(name), sorted(E.PRIMITIVES), n=1)
+                raise InputError(f"bad search config: unknown primitive {name!r}"
+                                 + (f" (did you mean {close[0]!r}?)" if close else "")
+                                 + f"; expected names from {', '.join(sorted(E.PRIMITIVES))}")
 
     def _checks(self) -> list[tuple[str, bool, str]]:
         lo, hi = self.const_range if len(self.const_range) == 2 else (1.0, 0.0)

@@ -32,7 +32,8 @@ from .fitness import FITNESS, check_task
 from .gp import Individual, Status, from_expr, is_valid, make_pset, make_toolbox, to_expr
 from .rejection import screen
 
-__all__ = ["SearchResult", "run_search", "unique_fraction", "tie_fraction", "revary_duplicates"]
+__all__ = ["SearchResult", "run_search", "unique_fraction", "tie_fraction", "revary_duplicates",
+           "lock_folder"]
 
 
 @dataclass
@@ -110,15 +111,28 @@ _OUTPUT_DIRS = ("hall_of_fame", "validation")
 _FREE_ON_RESUME = ("generations", "validate_top", "validate_seeds", "transfer", "execution")
 
 
+def lock_folder(out: Path, owner: str) -> Any:
+    """One ``ngl search`` or ``ngl search validate`` per folder at a time (:mod:`ngl.locking`)."""
+    from ..locking import FolderLock
+
+    return FolderLock(out / ".ngl-search.lock", owner=owner, what=str(out),
+                      refusal="one search or validation per folder at a time: wait for it to finish, "
+                              "or give this search another --out")
+
+
 # --------------------------------------------------------------------------------------------
 # Start: a fresh population, or the checkpoint's
 # --------------------------------------------------------------------------------------------
-def _initial_population(cfg: SearchConfig, pset: Any, tb: Any) -> list[Individual]:
+def _seed_individuals(cfg: SearchConfig, pset: Any) -> list[Individual]:
+    """The ``--seed-losses`` as trees; one line for a loss that cannot seed the search."""
     from ..losses import get_loss_info
 
     pop: list[Individual] = []
     for name in cfg.seed_losses[:cfg.population]:
-        expr = get_loss_info(name).expression
+        try:
+            expr = get_loss_info(name).expression
+        except KeyError as exc:
+            raise InputError(str(exc)) from None
         if expr is None:
             raise InputError(f"loss {name!r} has no expression over p and y; it cannot seed the search")
         ind = from_expr(expr, pset)
@@ -126,6 +140,11 @@ def _initial_population(cfg: SearchConfig, pset: Any, tb: Any) -> list[Individua
             raise InputError(f"seed loss {name!r} is higher than max_height={cfg.max_height} "
                              f"or lacks p or y")
         pop.append(ind)
+    return pop
+
+
+def _initial_population(cfg: SearchConfig, pset: Any, tb: Any) -> list[Individual]:
+    pop = _seed_individuals(cfg, pset)
     while len(pop) < cfg.population:
         for _ in range(cfg.init_tries):          # redraw trees the screen would reject anyway
             ind = tb.individual()
@@ -308,7 +327,6 @@ def run_search(config: SearchConfig, out_dir: str | os.PathLike[str], *, resume:
     from .tune import tune_hall_of_fame
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     if fitness_fn is None:
         FITNESS.get(config.fitness)              # an unknown name: one line with close matches
     fitness: str | Callable = fitness_fn if fitness_fn is not None else config.fitness
@@ -317,7 +335,8 @@ def run_search(config: SearchConfig, out_dir: str | os.PathLike[str], *, resume:
     pset = make_pset(const_range=config.const_range, primitives=config.primitives)
     tb = make_toolbox(pset, tournament_size=config.tournament_size, max_height=config.max_height,
                       init_max_height=config.init_max_height)
-    with closing(config.execution.make()) as ex:
+    _seed_individuals(config, pset)              # everything checked before anything is deleted
+    with lock_folder(out, "ngl search"), closing(config.execution.make()) as ex:
         st = _start(config, out, pset, tb, resume=resume, overwrite=overwrite)
         from ..fileio import write_json_atomic
         write_json_atomic(out / "config.json", config.to_dict(), indent=2)

@@ -20,6 +20,7 @@ from typing import Any, Callable
 from deap import base, gp, tools
 
 from .. import expr as E
+from ..errors import InputError
 
 __all__ = ["Status", "Fitness", "Individual", "make_pset", "to_expr", "from_expr", "is_valid",
            "make_toolbox", "random_constant", "WORST_FITNESS"]
@@ -68,7 +69,7 @@ def make_pset(*, const_range: tuple[float, float] = (-3.0, 3.0),
     names = primitives or list(E.PRIMITIVES)
     unknown = sorted(set(names) - set(E.PRIMITIVES))
     if unknown:
-        raise ValueError(f"unknown primitive(s) {unknown}; expected names from {sorted(E.PRIMITIVES)}")
+        raise InputError(f"unknown primitive(s) {unknown}; expected names from {sorted(E.PRIMITIVES)}")
     pset = gp.PrimitiveSet("loss", 2)
     pset.renameArguments(ARG0="p", ARG1="y")
     for name in names:
