@@ -358,3 +358,27 @@ def test_resume_extends_a_finished_search(tmp_path):
                           log=None, resume=True)
     assert [r["generation"] for r in extended.logbook] == [0, 1, 2, 3]
     assert extended.hall_of_fame == longer.hall_of_fame
+
+
+def test_a_second_search_on_one_folder_is_refused_naming_the_holder(tmp_path):
+    from ngl.locking import LockedError
+    from ngl.search.engine import lock_folder
+
+    with lock_folder(tmp_path, "ngl search"):
+        with pytest.raises(LockedError, match="being written by ngl search pid .* one search or validation"):
+            run_search(_cfg(generations=0), tmp_path, fitness_fn=toy_fitness, overwrite=True,
+                       progress=False, log=None)
+    assert not (tmp_path / "checkpoint.json").exists()     # the refused one wrote nothing
+
+
+def test_bad_settings_are_refused_before_overwrite_deletes_anything(tmp_path, capsys):
+    from ngl.cli import main
+
+    run_search(_cfg(generations=0), tmp_path, fitness_fn=toy_fitness, progress=False, log=None)
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    for argv, message in ((["--primitives", "bogus"], "unknown primitive 'bogus'"),
+                          (["--seed-losses", "nope"], "unknown loss 'nope'")):
+        assert main(["search", "--fitness", "linear", "--out", str(tmp_path), "--overwrite", *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1, err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before

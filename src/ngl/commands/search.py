@@ -60,7 +60,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                                      "resumable (OUT/validation/results.sqlite).")
     v.add_argument("out_dir", metavar="OUT", help="a finished search's output directory")
     v.add_argument("--top", type=int, default=None, help="losses to validate (default: the search's)")
-    v.add_argument("--seeds", type=int, default=None, help="fresh seeds per cell (default: the search's)")
+    v.add_argument("--seeds", type=int, default=None,
+                   help="fresh report seeds per cell (default: the search's --validate-seeds)")
+    v.add_argument("--select-seeds", type=int, default=None,
+                   help="fresh seeds to choose among the top losses (default: the search's)")
     add_config_arguments(v, Execution, defaults=dict.fromkeys(("executor", "workers", "threads")),
                          group="execution (default: the search's)")
     v.add_argument("--quiet", action="store_true", help="no per-run lines")
@@ -96,12 +99,16 @@ def run(args: argparse.Namespace) -> int:
     if not best:
         print("no candidate passed the screen and trained successfully")
         return 0
-    print(f"best: {best['infix']}  (final validation accuracy {best['fitness']:.4f})")
+    from ..expr import readable_infix
+
+    print(f"best by search fitness: {readable_infix(best['infix'])}  (fitness {best['fitness']:.4f})")
+    chosen = "the best by search fitness"
     if config.validate_top > 0:
         report = validate_search(args.out, echo=None if args.quiet else print)
         print(report["headline"])
-    print(f"hall of fame: {Path(args.out) / 'hall_of_fame'}/00.json ...; try: "
-          f"ngl bench --losses ce,{Path(args.out) / 'hall_of_fame' / '00.json'}")
+        chosen = "the loss validation chose"
+    top = Path(args.out) / "hall_of_fame" / "00.json"
+    print(f"{top}: {chosen}; try: ngl bench --losses ce,{top}")
     return 0
 
 
@@ -109,7 +116,7 @@ def run_validate(args: argparse.Namespace) -> int:
     require_extra("deap", "search", what="ngl search validate")
     from ..search.validate import validate_search
 
-    report = validate_search(args.out_dir, top=args.top, seeds=args.seeds,
+    report = validate_search(args.out_dir, top=args.top, seeds=args.seeds, select_seeds=args.select_seeds,
                              execution=_validation_execution(args), echo=None if args.quiet else print)
     print(report["headline"])
     return 0

@@ -108,7 +108,10 @@ class SearchConfig:
     tune_evals: int = opt(24, "fitness evaluations per tuned structure", group=_TUNE)
     validate_top: int = opt(3, "hall-of-fame losses retrained on fresh seeds at the end (0: none)",
                             group=_VAL)
-    validate_seeds: int = opt(5, "fresh seeds per validation cell", group=_VAL)
+    select_seeds: int = opt(5, "fresh seeds on which validation chooses among the top losses (0: the "
+                               "search's best is taken as is)", group=_VAL)
+    validate_seeds: int = opt(10, "other fresh seeds on which the chosen loss is reported against CE, "
+                                  "NGL and SCE", group=_VAL)
     transfer: TrainConfig = opt(help="the validation's transfer task", factory=lambda: dataclasses.replace(DEFAULT_TRANSFER),
                                 flag=False)
     execution: Execution = opt(help="where fitness and validation runs execute", factory=Execution,
@@ -169,6 +172,7 @@ class SearchConfig:
                 ("tune_top", self.tune_top >= 0, ">= 0"),
                 ("tune_evals", self.tune_evals >= 2, ">= 2"),
                 ("validate_top", self.validate_top >= 0, ">= 0"),
+                ("select_seeds", self.select_seeds >= 0, ">= 0"),
                 ("validate_seeds", self.validate_seeds >= 2, ">= 2")]
 
     @property

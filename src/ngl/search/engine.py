@@ -108,7 +108,7 @@ def revary_duplicates(offspring: list[Individual], keep: list[Individual], tb: A
 #: folders a search writes (removed by ``overwrite=True``)
 _OUTPUT_DIRS = ("hall_of_fame", "validation")
 #: settings a resume may change (they do not change what the generations compute)
-_FREE_ON_RESUME = ("generations", "validate_top", "validate_seeds", "transfer", "execution")
+_FREE_ON_RESUME = ("generations", "validate_top", "select_seeds", "validate_seeds", "transfer", "execution")
 
 
 def lock_folder(out: Path, owner: str) -> Any:

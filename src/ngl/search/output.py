@@ -19,7 +19,7 @@ __all__ = ["write_outputs", "write_hall_of_fame", "write_generations_csv", "plot
 CSV_COLUMNS = ["generation", "best", "median", "mean", "unique_fraction", "revaried", "evaluations",
                "requested", "cache_hits", "cache_hit_rate", "screened", "rejected",
                "rejection_rate", "failed", "rung_spearman", "mean_size", "wall_time", "total_time"]
-_SEARCH_KEYS = ("fitness", "dataset", "model", "label_noise", "val_fraction", "max_steps", "seed")
+_SEARCH_KEYS = ("fitness", "task", "seed")
 
 
 def write_hall_of_fame(out: Path, hof: list[dict], config: dict[str, Any],
@@ -33,7 +33,8 @@ def write_hall_of_fame(out: Path, hof: list[dict], config: dict[str, Any],
     by_rank = {t["rank"]: t for t in tuned or []}
     paths = []
     for rank, entry in enumerate(hof):
-        meta = {"rank": rank, "fitness": entry["fitness"], "fitness_metric": "final validation accuracy",
+        meta = {"rank": rank, "search_rank": rank, "fitness": entry["fitness"],
+                "fitness_metric": "final validation accuracy",
                 "generation": entry["generation"], "fingerprint": entry["fingerprint"],
                 "size": entry["size"], "search": {k: config.get(k) for k in _SEARCH_KEYS}}
         if rank in by_rank:
