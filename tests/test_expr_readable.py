@@ -119,6 +119,10 @@ def test_small_cases_and_ties():
     assert readable_infix("p * 1.0999 * 1.767 * y") == "1.944 * p * y"
     assert readable_infix("y * log(exp(p))") == "p * y"
     assert readable_infix("p + p") == "p + p"              # 2 * p is no shorter: the raw form wins
+    # a real hall-of-fame entry: SymPy's forms change the protected division at y = 0, the exact
+    # folds (constant subtree, p + (-c)) and rounding remain
+    assert (readable_infix("-(sqrt(p + (-2.1219)) / (sin(y) / exp((-0.6571))))")
+            == "-(sqrt(p - 2.122) / (sin(y) / 0.5184))")
     assert readable(E.CE) == E.CE
 
 

@@ -20,7 +20,7 @@ import math
 from typing import Any
 
 from .text import parse
-from .tree import PRIMITIVES, Expr, ExprError, call, const, evaluate, fold, to_infix
+from .tree import MAX_DEPTH, MAX_NODES, Expr, ExprError, call, const, evaluate, fold, to_infix
 
 __all__ = ["readable", "readable_infix", "check_grid", "round_constants", "from_sympy", "DIGITS",
            "EXACT_TOL", "ROUNDED_TOL", "SIMPLIFY_MAX_NODES", "REWRITE_MAX_NODES"]
@@ -33,7 +33,7 @@ REWRITE_MAX_NODES = 96
 DIGITS = 4
 #: a rewritten form with exact constants must match the original to this (relative and absolute)
 EXACT_TOL = 1e-6
-#: and its rounded version to this, relative to each value plus the grid's RMS value
+#: and its rounded version to this, relative to each value plus the RMS over the p of its y
 ROUNDED_TOL = 1e-3
 
 _FUNCS = {"exp": "exp", "log": "log", "sin": "sin", "cos": "cos", "tanh": "tanh", "Abs": "abs"}
@@ -270,11 +270,33 @@ def round_constants(expr: Expr, digits: int = DIGITS) -> Expr:
     return Expr(expr.op, tuple(round_constants(a, digits) for a in expr.args))
 
 
-def _drop_inner_abs(expr: Expr) -> Expr:
-    """``log(abs(a)) -> log(a)`` and ``sqrt(abs(a)) -> sqrt(a)``: ngl's log and sqrt take |a|."""
-    args = tuple(_drop_inner_abs(a) for a in expr.args)
+def _tidy(expr: Expr) -> Expr:
+    """Rewrites that are exact in floating point, values and gradients alike: a subtree without
+    p or y becomes its value, ``log(abs(a))`` and ``sqrt(abs(a))`` drop the abs (ngl's log and
+    sqrt take |a|), ``abs(abs(a))`` and ``neg(neg(a))`` fold, and ``a + (-c)``, ``(-c) + a``,
+    ``a - (-c)`` become ``a - c``, ``a - c``, ``a + c``.
+
+    >>> str(_tidy(parse("log(abs(p + (-2.5))) - (-1.5) * exp(0)")))
+    'log(p - 2.5) + 1.5'
+    """
+    if expr.args and not expr.symbols:                  # a constant subtree: its float64 value
+        import numpy as np
+
+        with np.errstate(all="ignore"):
+            value = float(evaluate(expr, np.float64(0.0), np.float64(0.0), namespace="numpy"))
+        return const(value) if math.isfinite(value) else expr
+    args = tuple(_tidy(a) for a in expr.args)
+    negative = [a.op == "const" and a.value < 0 for a in args]
     if expr.op in ("log", "sqrt") and args[0].op == "abs":
         args = args[0].args
+    elif expr.op in ("abs", "neg") and args[0].op == expr.op:
+        return args[0] if expr.op == "abs" else args[0].args[0]
+    elif expr.op == "add" and negative[1]:
+        return call("sub", args[0], const(-args[1].value))
+    elif expr.op == "add" and negative[0]:
+        return call("sub", args[1], const(-args[0].value))
+    elif expr.op == "sub" and negative[1]:
+        return call("add", args[0], const(-args[1].value))
     return Expr(expr.op, args, expr.value) if args else expr
 
 
@@ -283,14 +305,15 @@ def _key(expr: Expr) -> tuple[int, int]:
 
 
 def _candidates(expr: Expr) -> list[Expr]:
+    """:func:`_tidy` of ``expr`` and of each SymPy form that ngl can express."""
+    out = [_tidy(expr)]
     try:
         forms = _sympy_forms(expr)
-    except Exception:           # noqa: BLE001  e.g. Max(nan, p) while SymPy folds: keep the raw form
-        return []
-    out = []
+    except Exception:           # noqa: BLE001  e.g. Max(nan, p) while SymPy folds: no SymPy forms
+        return out
     for form in forms:
         try:
-            out.append(_drop_inner_abs(from_sympy(form)))
+            out.append(_tidy(from_sympy(form)))
         except ExprError:
             continue
     return out
@@ -311,10 +334,12 @@ def _rounded(expr: Expr, reference: tuple[Any, Any], digits: int) -> Expr:
 def readable(expr: Expr, *, digits: int = DIGITS) -> Expr:
     """The simplest form of ``expr`` that trains like it; ``expr`` itself where none is found.
 
-    Candidates: SymPy's rewrites of ``expr`` (:func:`_sympy_forms`: folded, cheap rewrites,
-    ``sympy.simplify`` for small trees without trigonometry), converted back to ngl primitives
-    (forms ngl cannot express are dropped). On :func:`check_grid`, with values ``v`` and
-    gradients ``g = df/dp`` (float64 torch autograd through the protected operators):
+    Candidates: ``expr`` with exact folds (:func:`_tidy`) and SymPy's rewrites of it
+    (:func:`_sympy_forms`: folded, cheap rewrites, ``sympy.simplify`` for small trees without
+    trigonometry) converted back to ngl primitives (forms ngl cannot express, or beyond
+    :data:`~ngl.expr.MAX_NODES` / :data:`~ngl.expr.MAX_DEPTH`, are dropped). On
+    :func:`check_grid`, with values ``v`` and gradients ``g = df/dp`` (float64 torch autograd
+    through the protected operators):
 
     1. a candidate with its exact constants is kept only if ``|v_c - v| <= 1e-6 (1 + |v|)`` and
        the same for ``g`` (:data:`EXACT_TOL`; non-finite entries identical);
@@ -336,7 +361,8 @@ def readable(expr: Expr, *, digits: int = DIGITS) -> Expr:
     with np.errstate(all="ignore"):
         reference = _behaviour(expr)
     best, best_key = expr, _key(expr)
-    exact = [c for c in _candidates(expr) if _same(c, reference, tol=EXACT_TOL, scaled=False)]
+    exact = [c for c in _candidates(expr) if c.size <= MAX_NODES and c.height <= MAX_DEPTH
+             and _same(c, reference, tol=EXACT_TOL, scaled=False)]
     for cand in [expr, *exact]:
         cand = _rounded(cand, reference, digits)
         if _key(cand) < best_key:
