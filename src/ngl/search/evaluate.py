@@ -1,12 +1,13 @@
-"""The cheap-before-fast evaluation of a generation, and where its fitness runs execute.
+"""A generation's training, cheap before fast, raced against CE on common seeds.
 
-:func:`evaluate_candidates` runs the pipeline: canonical-form cache (:func:`ngl.expr.fingerprint`)
--> rejection screen -> (optional successive halving over the step budget) -> parallel fitness on an
-executor. Crashes, time-outs and NaN get :data:`~ngl.search.gp.WORST_FITNESS`; every record
-carries its :class:`Status` as data and a human-readable ``reason``.
+:func:`screen_new` answers what it can without training: the canonical-form cache
+(:func:`cache_key`: equivalent trees train once) and the rejection screen. :func:`train_jobs`
+trains ``(task, loss, seed)`` runs: with the ``train`` fitness and a model the population engine
+can batch (:mod:`ngl.search.batched`), every task's runs of the generation are one batched model
+per worker; otherwise one harness run per job through the executor. :func:`record_results` puts
+the accuracies into the race (:mod:`ngl.search.racing`): CE's per (task, seed), the candidates'
+per (task, key, seed); a candidate with any failed run is out of the race with its reason.
 
->>> halving_budgets(300, 3, 3)
-[33, 100, 300]
 >>> round(spearman([1, 2, 3, 4], [10, 20, 40, 30]), 3)
 0.8
 """
@@ -14,23 +15,27 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from .. import expr as E
+from ..errors import InputError
 from ..runspec import TrainConfig
 from .fitness import FITNESS, FitnessFn
 from .gp import WORST_FITNESS, Status
 from .rejection import screen
 
-__all__ = ["Status", "GenerationStats", "evaluate_candidates", "halving_budgets", "cache_key",
-           "spearman", "fitness_task"]
+__all__ = ["Status", "GenerationStats", "screen_new", "train_jobs", "record_results", "cache_key",
+           "spearman", "fitness_task", "CE_SPEC", "Job"]
+
+#: CE's spec in a job: the registry loss under the ``train`` fitness, its expression otherwise
+CE_SPEC = "ce"
+Job = tuple[str, str, int]              # (task name, loss spec: "ce" or "expr:<infix>", seed)
 
 
 def fitness_task(item: tuple[str, str, TrainConfig, list[int], Any]) -> float:
-    """Executor task (module level, picklable): ``item = (key, infix, task, seeds, fn)``; the
-    fitness is the mean over one run of ``task`` per seed (common batches across candidates: every
-    candidate sees the same seeds)."""
+    """Executor task (module level, picklable): ``item = (key, infix, task, seeds, fn)``; the mean
+    over one run of ``task`` per seed (``task.seed`` when ``seeds`` is empty)."""
     _, infix, task, seeds, fn = item
     fn = FITNESS.get(fn) if isinstance(fn, str) else fn
     values = [float(fn(infix, dataclasses.replace(task, seed=s))) for s in seeds or [task.seed]]
@@ -57,7 +62,7 @@ def _grad_probe() -> tuple[Any, Any]:
 
 
 def cache_key(expr: E.Expr, *, digits: int = 5) -> str:
-    """The cache key of a candidate: the direction of its gradient w.r.t. the logits on fixed
+    r"""The cache key of a candidate: the direction of its gradient w.r.t. the logits on fixed
     probe batches, so losses that train identically share one key and train once.
 
     .. math:: k(f) = \mathrm{hash}\Big(\mathrm{round}\big(g / \lVert g \rVert\big)\Big),
@@ -90,11 +95,6 @@ def cache_key(expr: E.Expr, *, digits: int = 5) -> str:
     return "g" + hashlib.sha256(g.tobytes()).hexdigest()[:15]
 
 
-def halving_budgets(max_steps: int, rungs: int, eta: int) -> list[int]:
-    """Step budgets of successive halving, shortest first, ending at ``max_steps``."""
-    return [max(1, int(round(max_steps / eta ** (rungs - 1 - r)))) for r in range(rungs)]
-
-
 def _ranks(values: list[float]) -> list[float]:
     order = sorted(range(len(values)), key=lambda i: values[i])
     ranks = [0.0] * len(values)
@@ -122,93 +122,107 @@ def spearman(a: list[float], b: list[float]) -> float | None:
 
 @dataclass
 class GenerationStats:
-    """What one call of :func:`evaluate_candidates` did."""
+    """What one generation's evaluation did."""
 
-    requested: int = 0      # candidates needing a fitness
-    cache_hits: int = 0     # answered from the cache (incl. duplicates within the call)
+    requested: int = 0      # individuals of the generation
+    cache_hits: int = 0     # answered from the cache (incl. duplicates within the generation)
     screened: int = 0       # distinct new candidates screened
     rejected: int = 0       # of those, rejected by the screen
-    evaluations: int = 0    # fitness (training) runs
-    failed: int = 0         # runs that crashed, timed out or gave NaN
-    rung_pairs: list[list[list[float]]] = field(default_factory=list)   # per rung r>0: [low, high]
+    evaluations: int = 0    # new candidates trained (on the generation's base seeds, every task)
+    promoted: int = 0       # candidates trained on more seeds (racing)
+    runs: int = 0           # training runs in all (candidates and CE, every task and seed)
+    failed: int = 0         # candidates with a run that crashed, timed out or gave NaN
+    batched: bool = False   # the population engine trained them
 
 
-def _record(status: Status, fitness: float, infix: str, budget: int, reason: str | None) -> dict:
-    return {"fitness": fitness, "status": status.value, "reason": reason, "infix": infix,
-            "budget": budget}
-
-
-def _screen_new(exprs: list[E.Expr], keys: list[str], cache: dict, stats: GenerationStats,
-                screen_kwargs: dict) -> tuple[dict[str, E.Expr], list[str]]:
+def screen_new(exprs: list[E.Expr], keys: list[str], cache: dict, stats: GenerationStats,
+               screen_kwargs: dict) -> dict[str, E.Expr]:
+    """The distinct new candidates that pass the screen (key -> tree); the rejected ones enter
+    ``cache`` with the worst fitness and their reason."""
     todo: dict[str, E.Expr] = {}
     for key, expr in zip(keys, exprs):
         if key in cache or key in todo:
             stats.cache_hits += 1
         else:
             todo[key] = expr
-    passed: list[str] = []
+    passed: dict[str, E.Expr] = {}
     for key, expr in todo.items():
         stats.screened += 1
         res = screen(expr, **screen_kwargs)
         if res.ok:
-            passed.append(key)
+            passed[key] = expr
         else:
             stats.rejected += 1
-            cache[key] = _record(Status.REJECTED, WORST_FITNESS, E.to_infix(expr), 0, res.reason)
-    return todo, passed
+            cache[key] = {"fitness": WORST_FITNESS, "status": Status.REJECTED.value, "reason": res.reason,
+                          "infix": E.to_infix(expr)}
+    return passed
 
 
-def _run_rung(alive: list[str], todo: dict[str, E.Expr], task: TrainConfig, seeds: list[int],
-              fitness: str | FitnessFn, executor: Any, stats: GenerationStats, bar: Any) -> dict:
-    results: dict[str, dict] = {}
-    budget = task.max_steps or 0
-    items = [(k, E.to_infix(todo[k]), task, seeds, fitness) for k in alive]
+# --------------------------------------------------------------------------- training
+def _batchable(task: TrainConfig, fitness: str | FitnessFn) -> bool:
+    if fitness != "train":
+        return False
+    from .batched import supports
+
+    return supports(task)
+
+
+def _spec_infix(spec: str) -> str:
+    return E.to_infix(E.CE) if spec == CE_SPEC else spec[5:]
+
+
+def train_jobs(jobs: list[Job], *, tasks: dict[str, TrainConfig], fitness: str | FitnessFn,
+               executor: Any, workers: int = 1, progress: Callable[[int], None] | None = None
+               ) -> tuple[dict[Job, tuple[float | None, str | None]], bool]:
+    """Accuracy (or ``None`` and the reason) of every job, and whether the population engine
+    trained them. Batched: one chunk per worker per task; else one run per job."""
+    from .batched import population_items, population_task
+
+    out: dict[Job, tuple[float | None, str | None]] = {}
+    batched = bool(jobs) and all(_batchable(tasks[t], fitness) for t in {j[0] for j in jobs})
+    tick = progress or (lambda _n: None)
+    if batched:
+        items = []
+        for name in dict.fromkeys(j[0] for j in jobs):
+            members = [(spec, seed) for t, spec, seed in jobs if t == name]
+            size = max(1, math.ceil(len(members) / max(1, workers)))
+            items += [(name, item) for item in population_items(tasks[name], members, chunk_size=size,
+                                                                  device=tasks[name].device)]
+        by_item = {id(item): name for name, item in items}
+        for item, outcome in executor.map_unordered(population_task, [it for _, it in items]):
+            name = by_item[id(item)]
+            for spec, seed in item[1]:
+                out[(name, spec, seed)] = (None, outcome.error)
+            for r in (outcome.value or []) if outcome.error is None else []:
+                ok = r.status == "ok" and r.val_accuracy is not None and math.isfinite(r.val_accuracy)
+                out[(name, r.loss, r.seed)] = (r.val_accuracy if ok else None, None if ok else r.reason)
+            tick(len(item[1]))
+        return out, True
+    items = [(job, _spec_infix(job[1]), tasks[job[0]], [job[2]], fitness) for job in jobs]
     for item, outcome in executor.map_unordered(fitness_task, items):
-        stats.evaluations += 1
-        bar.update(1)
         value = outcome.value if outcome.error is None else None
-        if value is None or not math.isfinite(value):
-            stats.failed += 1
-            results[item[0]] = _record(Status.FAILED, WORST_FITNESS, item[1], budget,
-                                       outcome.error or "no fitness value")
+        ok = value is not None and math.isfinite(value)
+        out[item[0]] = (float(value) if ok else None, None if ok else (outcome.error or "no fitness value"))
+        tick(1)
+    return out, False
+
+
+def record_results(race: dict, results: dict[Job, tuple[float | None, str | None]],
+                   key_of: dict[str, str]) -> dict[str, str]:
+    """Put ``results`` into ``race``; returns ``{key: reason}`` of the candidates with a failed run
+    (their runs leave the race). A failed CE run is an error: nothing can be scored without it."""
+    failed: dict[str, str] = {}
+    for (task, spec, seed), (acc, reason) in results.items():
+        entry = race.setdefault(task, {"ce": {}, "runs": {}})
+        if spec == CE_SPEC:
+            if acc is None:
+                raise InputError(f"the CE reference run failed on task {task!r}, seed {seed}: {reason}")
+            entry["ce"][str(seed)] = acc
+        elif acc is None:
+            failed.setdefault(key_of[spec], reason or "failed")
         else:
-            results[item[0]] = _record(Status.OK, float(value), item[1], budget, None)
-    return results
-
-
-def evaluate_candidates(exprs: list[E.Expr], *, cache: dict[str, dict], fitness: str | FitnessFn,
-                        task: TrainConfig, seeds: list[int], executor: Any,
-                        screen_kwargs: dict | None = None,
-                        rungs: int = 1, eta: int = 3, progress: bool = False
-                        ) -> tuple[list[dict], GenerationStats]:
-    """Fitness records for ``exprs`` (``fitness``, ``status``, ``reason``, ``infix``, ``budget``).
-
-    Equivalent trees (same fingerprint) are screened and trained once; records enter ``cache``.
-    With ``rungs > 1``, new candidates are trained at ``max_steps / eta**k`` steps and only the
-    best ``1/eta`` move on to the next, longer budget; each keeps the score of its last rung.
-    ``stats.rung_pairs`` holds, per promotion, the promoted candidates' low- and high-rung scores
-    (for the proxy's rank correlation).
-    """
-    from tqdm.auto import tqdm
-
-    stats = GenerationStats(requested=len(exprs))
-    keys = [cache_key(e) for e in exprs]
-    todo, alive = _screen_new(exprs, keys, cache, stats, screen_kwargs or {})
-    budgets = halving_budgets(task.max_steps or 100, rungs, eta) if rungs > 1 else [task.max_steps]
-    bar = tqdm(total=sum(math.ceil(len(alive) / eta ** r) for r in range(len(budgets))),
-               desc="evaluations", unit="run", leave=False, disable=not progress)
-    results: dict[str, dict] = {}
-    for rung, budget in enumerate(budgets):
-        before = {k: results[k]["fitness"] for k in alive if k in results}
-        rung_task = task if budget == task.max_steps else dataclasses.replace(task, max_steps=budget)
-        results.update(_run_rung(alive, todo, rung_task, seeds, fitness, executor, stats, bar))
-        if before:
-            ok = [k for k in before if results[k]["status"] == Status.OK.value]
-            stats.rung_pairs.append([[before[k] for k in ok], [results[k]["fitness"] for k in ok]])
-        if rung + 1 < len(budgets):
-            ranked = sorted(alive, key=lambda k: -results[k]["fitness"])   # stable: ties keep order
-            alive = [k for k in ranked[:math.ceil(len(alive) / eta)]
-                     if results[k]["status"] == Status.OK.value]
-    bar.close()
-    cache.update(results)
-    return [dict(cache[k]) for k in keys], stats
+            entry["runs"].setdefault(key_of[spec], {})[str(seed)] = acc
+    for key in failed:
+        for entry in race.values():
+            entry["runs"].pop(key, None)
+    return failed
