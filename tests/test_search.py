@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from ngl import expr as E
-from ngl.search import (SearchConfig, evaluate_candidates, from_expr, is_valid, make_pset,
-                        make_toolbox, run_search, screen, to_expr, WORST_FITNESS)
+from ngl.search import (SearchConfig, from_expr, is_valid, make_pset, make_toolbox, run_search, screen,
+                        to_expr, WORST_FITNESS)
 from ngl.executors import make_executor as make_search_executor
 from ngl.runspec import TrainConfig
 
@@ -142,51 +142,47 @@ def test_screen_minimisation_matches_torch_adam():
 # ---------------------------------------------------------------------------------------------
 # Cache, failures
 # ---------------------------------------------------------------------------------------------
-def test_cache_trains_equivalent_trees_once():
+def _evaluate(infixes, fitness, state=None, gen=0, **kw):
+    """One generation's evaluation of ``infixes`` on the default task alone (no second task)."""
+    from types import SimpleNamespace
+
+    from ngl.search.scoring import Context, evaluate_population
+
+    cfg = _cfg(task2_dataset="none", **kw)
+    pset = make_pset()
+    pop = [from_expr(E.parse(t), pset) for t in infixes]
+    st = state or SimpleNamespace(cache={}, race={}, hof=[])
+    ctx = Context(cfg, cfg.fitness_tasks(), fitness, make_search_executor("inline"))
+    return pop, st, evaluate_population(pop, gen, st, ctx)
+
+
+def test_cache_trains_equivalent_trees_once_and_races_the_best():
     CALLS.clear()
-    exprs = [E.parse(t) for t in ["-(y * log(p))", "-(log(p) * y)", "0 - y * log(p)",
-                                  "(1 - p) * y", "y * (1 - p)"]]
-    cache: dict = {}
-    records, stats = evaluate_candidates(exprs, cache=cache, fitness=counting_fitness, task=TrainConfig(), seeds=[0],
-                                         executor=make_search_executor("inline"))
-    assert len(CALLS) == 2 and stats.evaluations == 2 and stats.cache_hits == 3
-    assert records[0] == records[1] == records[2] and records[3] == records[4]
-    assert records[0]["fitness"] == pytest.approx(toy_fitness("-(y * log(p))", {}))
-    # a second generation asking again trains nothing
-    _, stats2 = evaluate_candidates(exprs[:2], cache=cache, fitness=counting_fitness, task=TrainConfig(), seeds=[0],
-                                    executor=make_search_executor("inline"))
-    assert len(CALLS) == 2 and stats2.cache_hits == 2 and stats2.screened == 0
+    infixes = ["-(y * log(p))", "-(log(p) * y)", "0 - y * log(p)", "(1 - p) * y", "y * (1 - p)"]
+    pop, st, stats = _evaluate(infixes, counting_fitness)
+    # 2 distinct losses x 2 base seeds, and CE (its expression) on the same 2 seeds
+    assert len(CALLS) == 2 * 2 + 2 and stats["evaluations"] == 2 and stats["cache_hits"] == 3
+    fits = [ind.fitness.values[0] for ind in pop]
+    assert fits[0] == fits[1] == fits[2] and fits[3] == fits[4]
+    ce_runs = st.race["search"]["ce"]
+    assert len(ce_runs) == 2 and all(v == pytest.approx(toy_fitness("-(y * log(p))", None)) for v in ce_runs.values())
+    # the next generation trains no new candidate, but promotes the best of the 2-seed stage to 4 seeds
+    CALLS.clear()
+    _, st, stats2 = _evaluate(infixes[:2] + infixes[3:], counting_fitness, state=st, gen=1)
+    assert stats2["evaluations"] == 0 and stats2["screened"] == 0 and stats2["promoted"] == 1
+    assert len(CALLS) == 2 + 2                      # 2 more seeds for the promoted one, CE beside it
+    assert sorted(h["seeds"] for h in st.hof) == [2, 4]
 
 
 def test_rejected_and_failed_get_worst_fitness_with_reason():
-    exprs = [E.parse(t) for t in ["p * y", "square(p - y)", "abs(p - y)", "-(y * log(p))"]]
-    records, stats = evaluate_candidates(exprs, cache={}, fitness=flaky_fitness, task=TrainConfig(), seeds=[0],
-                                         executor=make_search_executor("inline"))
-    rej, crash, nan, ok = records
-    assert rej["status"] == "rejected" and rej["fitness"] == WORST_FITNESS and rej["reason"]
-    assert crash["status"] == "failed" and "exploded" in crash["reason"]
-    assert nan["status"] == "failed" and nan["fitness"] == WORST_FITNESS
-    assert ok == {**ok, "status": "ok", "fitness": 0.5}
-    assert stats.rejected == 1 and stats.failed == 2 and stats.evaluations == 3
-
-
-def test_successive_halving_trains_only_the_best_longer():
-    infixes = ["-(y * log(p))", "(1 - p) * y", "square(p - y)", "y / (p + 1)"]
-    records, stats = evaluate_candidates([E.parse(t) for t in infixes], cache={}, fitness=budget_fitness,
-                                         task=TrainConfig(max_steps=90), seeds=[0],
-                                         executor=make_search_executor("inline"),
-                                         rungs=2, eta=3)
-    assert all(r["status"] == "ok" for r in records)
-    assert stats.evaluations == 4 + 2                       # all at 90/3 steps, ceil(4/3) at 90
-    toy = [toy_fitness(t, {}) for t in infixes]
-    best_two = set(sorted(range(4), key=lambda i: -toy[i])[:2])
-    for i, rec in enumerate(records):
-        assert rec["budget"] == (90 if i in best_two else 30)
-        assert rec["fitness"] == pytest.approx(toy[i] * rec["budget"] / 100)
-
-
-def budget_fitness(infix: str, settings: dict) -> float:
-    return toy_fitness(infix, settings) * settings.max_steps / 100
+    pop, st, stats = _evaluate(["p * y", "square(p - y)", "abs(p - y)", "-(y * log(p))"], flaky_fitness)
+    rej, crash, nan, ok = ((i.status.value, i.fitness.values[0], i.reason) for i in pop)
+    assert rej[0] == "rejected" and rej[1] == WORST_FITNESS and rej[2]
+    assert crash[0] == "failed" and "exploded" in crash[2] and crash[1] == WORST_FITNESS
+    assert nan[0] == "failed" and nan[1] == WORST_FITNESS
+    assert ok[0] == "ok" and WORST_FITNESS < ok[1] <= 0.0   # no gain over CE, itself: a bound below 0
+    assert stats["rejected"] == 1 and stats["failed"] == 2 and stats["evaluations"] == 3
+    assert all(k not in st.race["search"]["runs"] for k in st.cache if st.cache[k]["status"] != "ok")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -260,7 +256,8 @@ def test_outputs_and_seed_losses(tmp_path):
     rows = list(csv.DictReader((tmp_path / "generations.csv").open()))
     assert [int(r["generation"]) for r in rows] == [0, 1]
     assert {"best", "median", "rejection_rate", "cache_hit_rate", "evaluations", "wall_time"} <= set(rows[0])
-    assert float(rows[-1]["best"]) == pytest.approx(max(i["fitness"] for i in state["population"]))
+    assert float(rows[-1]["best"]) == pytest.approx(res.hall_of_fame[0]["fitness"])
+    assert res.hall_of_fame[0]["fitness"] >= max(i["fitness"] for i in state["population"])
     assert (tmp_path / "generations.png").stat().st_size > 1000
     hof = sorted((tmp_path / "hall_of_fame").glob("*.json"))
     assert len(hof) == len(res.hall_of_fame) >= 1

@@ -18,9 +18,10 @@ from ngl.search import (SearchConfig, from_expr, make_pset, make_toolbox, revary
                         run_search, tie_fraction, to_expr, unique_fraction)
 from ngl.executors import make_executor as make_search_executor
 from ngl.runspec import TrainConfig
+from ngl.search import WORST_FITNESS
 from ngl.search.evaluate import cache_key, spearman
 
-from test_search import budget_fitness, toy_fitness
+from test_search import toy_fitness
 
 torch.set_num_threads(1)
 
@@ -89,8 +90,8 @@ def test_cma_tuning_fixes_a_deliberately_bad_constant():
     bad = "y * square(p - -1.5)"        # pulls the true-class p towards -1.5: training unlearns
     settings = TrainConfig(max_steps=40, lr=0.05)
     before = linear_fitness(bad, settings)
-    res = tune_constants(bad, fitness="linear", task=settings, seeds=[0], executor=make_search_executor("inline"),
-                         evaluations=24, sigma=1.5, seed=0)
+    score = lambda infixes: [linear_fitness(i, settings) for i in infixes]   # noqa: E731
+    res = tune_constants(bad, score=score, evaluations=24, sigma=1.5, seed=0)
     assert before < 0.3 and res["fitness_before"] == pytest.approx(before)
     assert res["improved"] and res["fitness"] > before + 0.4
     assert res["constants"][0] > 0.0                        # now pulls p towards a positive target
@@ -103,8 +104,8 @@ def test_search_exports_tuned_constants_with_fitness_before_and_after(tmp_path):
     docs = [json.loads(p.read_text()) for p in sorted((tmp_path / "hall_of_fame").glob("*.json"))[:2]]
     for doc in docs:
         t = doc["tuning"]
-        assert t["fitness"] >= t["fitness_before"] == doc["fitness"]
-        if t["status"] == "ok":
+        if t["status"] == "ok":                 # scored on the tuning seeds, the start included
+            assert t["fitness"] >= t["fitness_before"] > WORST_FITNESS
             assert len(t["constants"]) == len(t["constants_before"]) >= 1 and t["evaluations"] == 6
 
 
@@ -138,7 +139,7 @@ def _tamper(tmp_path, **changes):
     ("population", lambda pop: pop * 2000, "population has 20000 entries, the config says 10"),
     ("generation", lambda g: 10 ** 9, r"generation must be an integer in \[0, 3\]"),
     ("generation", lambda g: -5, r"generation must be an integer in \[0, 3\]"),
-    ("population", lambda pop: [{**pop[0], "fitness": 1e9}] + pop[1:], r"fitness must be an accuracy"),
+    ("population", lambda pop: [{**pop[0], "fitness": 1e9}] + pop[1:], r"fitness must be a paired gain over CE"),
     ("hall_of_fame", lambda h: h * 10, "hall_of_fame has"),
     ("elapsed", lambda e: -1, "elapsed"),
     ("rng", lambda r: {}, "rng"),
@@ -171,14 +172,6 @@ def test_spearman_against_hand_computed_values():
     assert spearman([1, 2, 3, 4, 5], [5, 6, 7, 8, 7]) == pytest.approx(0.8207826816681233)
     assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
     assert spearman([1, 1, 1], [1, 2, 3]) is None
-
-
-def test_successive_halving_logs_rank_correlation_in_result_json(tmp_path):
-    run_search(_cfg(generations=1, halving_rungs=2, halving_eta=2, population=12), tmp_path,
-               fitness_fn=budget_fitness, progress=False, log=None)
-    cal = json.loads((tmp_path / "result.json").read_text())["proxy_calibration"]
-    # budget_fitness is the same ranking at every budget: perfect correlation
-    assert cal["pairs"] >= 3 and cal["spearman_pooled"] == pytest.approx(1.0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -218,5 +211,4 @@ def test_fitness_is_the_mean_over_the_training_seeds():
 
     assert fitness_task(("k", "p * y", TrainConfig(seed=9), [1, 3], seed_fitness)) == pytest.approx(0.2)
     assert fitness_task(("k", "p * y", TrainConfig(seed=9), [], seed_fitness)) == pytest.approx(0.9)
-    assert SearchConfig(train_seed=4, fitness_seeds=3).fitness_seed_list == [4, 5, 6]
-    assert SearchConfig(fitness_seeds=1).fitness_seed_list == [0]
+

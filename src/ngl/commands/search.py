@@ -31,8 +31,8 @@ _DESCRIPTION = (
 def register(sub: argparse._SubParsersAction) -> None:
     from ..execution import Execution
     from ..runspec import TrainConfig
-    from ..search.config import (DEFAULT_TASK, DEFAULT_TRANSFER, TASK_SKIP, TRANSFER_FIELDS,
-                                 TRANSFER_PREFIX, SearchConfig)
+    from ..search.config import (DEFAULT_TASK, DEFAULT_TASK2, DEFAULT_TRANSFER, SUBTASK_FIELDS, SUBTASKS,
+                                 TASK_SKIP, SearchConfig)
 
     p = sub.add_parser("search", help="search for new loss functions with genetic programming",
                        description=_DESCRIPTION)
@@ -40,8 +40,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config_arguments(p, SearchConfig, groups=groups)
     add_config_arguments(p, TrainConfig, skip=TASK_SKIP, defaults=DEFAULT_TASK.to_dict(),
                          group="fitness task (TrainConfig fields, as ngl train)", groups=groups)
-    add_config_arguments(p, TrainConfig, only=TRANSFER_FIELDS, defaults=DEFAULT_TRANSFER.to_dict(),
-                         prefix=TRANSFER_PREFIX, group="transfer task of the validation", groups=groups)
+    add_config_arguments(p, TrainConfig, only=SUBTASK_FIELDS, defaults=DEFAULT_TASK2.to_dict(),
+                         prefix=SUBTASKS["task2"], group="second fitness task (--task2-dataset none: "
+                         "none)", groups=groups)
+    add_config_arguments(p, TrainConfig, only=SUBTASK_FIELDS, defaults=DEFAULT_TRANSFER.to_dict(),
+                         prefix=SUBTASKS["transfer"], group="transfer task of the validation", groups=groups)
     add_config_arguments(p, Execution, groups=groups)
     o = p.add_argument_group("output")
     o.add_argument("--out", default="runs/search", help="output directory (default: runs/search)")

@@ -8,7 +8,7 @@ on fresh seeds and a transfer task (:mod:`ngl.search.validate`).
 >>> cfg = SearchConfig.from_flat({"population": 6, "generations": 1, "fitness": "linear",
 ...                               "max_steps": 20, "tune_top": 0})
 >>> result = run_search(cfg, tempfile.mkdtemp(), progress=False, log=None)
->>> result.finished, 0.0 < result.hall_of_fame[0]["fitness"] <= 1.0
+>>> result.finished, -1.0 <= result.hall_of_fame[0]["fitness"] <= 1.0
 (True, True)
 """
 from importlib import import_module
@@ -20,7 +20,7 @@ _EXPORTS = {
     "SearchConfig": "config", "SearchResult": "engine", "run_search": "engine",
     "unique_fraction": "engine", "tie_fraction": "engine", "revary_duplicates": "engine", "load_checkpoint": "checkpoint",
     "CHECKPOINT": "checkpoint", "FITNESS": "fitness", "linear_fitness": "fitness",
-    "train_fitness": "fitness", "Status": "gp", "evaluate_candidates": "evaluate",
+    "train_fitness": "fitness", "Status": "gp", "evaluate_population": "scoring",
     "WORST_FITNESS": "gp", "Individual": "gp", "from_expr": "gp", "to_expr": "gp",
     "is_valid": "gp", "make_pset": "gp", "make_toolbox": "gp", "ScreenResult": "rejection",
     "screen": "rejection", "validate_search": "validate", "tune_constants": "tune",

@@ -26,7 +26,8 @@ __all__ = ["CHECKPOINT", "FORMAT", "VERSION", "load_checkpoint", "save_checkpoin
 CHECKPOINT = "checkpoint.json"
 FORMAT = "ngl.search.checkpoint"
 #: 1: trees as nested lists, no format tag or candidate status; 2: infix, status, tuning, unique;
-#: 3: the config holds its fitness task, transfer task and execution as objects.
+#: 3: the config holds its tasks and execution as objects; fitness is a paired gain over CE raced
+#: on common seeds (the race's state is saved).
 VERSION = 3
 _STATUSES = ("ok", "rejected", "failed", "seed")
 
@@ -86,7 +87,7 @@ def _fail(where: Any, what: str) -> None:
 
 def _fitness_ok(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) \
-        and math.isfinite(value) and 0.0 <= value <= 1.0
+        and math.isfinite(value) and -1.0 <= value <= 1.0
 
 
 def _check_records(where: Any, name: str, records: Any, *, size: int | None, at_most: int | None,
@@ -101,7 +102,7 @@ def _check_records(where: Any, name: str, records: Any, *, size: int | None, at_
         if not isinstance(rec, dict) or any(k not in rec for k in keys):
             _fail(where, f"{name}[{i}] must be an object with {', '.join(keys)}")
         if not _fitness_ok(rec["fitness"]):
-            _fail(where, f"{name}[{i}].fitness must be an accuracy in [0, 1], got {rec['fitness']!r}")
+            _fail(where, f"{name}[{i}].fitness must be a paired gain over CE in [-1, 1], got {rec['fitness']!r}")
         if "status" in rec and rec["status"] not in _STATUSES:
             _fail(where, f"{name}[{i}].status must be one of {_STATUSES}, got {rec['status']!r}")
         if not isinstance(rec["infix"], str):
@@ -128,6 +129,9 @@ def check_state(state: dict[str, Any], where: Any = "checkpoint") -> SearchConfi
         _fail(where, "cache must be an object")
     _check_records(where, "cache", list(cache.values()), size=None, at_most=None,
                    keys=("infix", "fitness", "status"))
+    from .racing import check_race
+
+    check_race(state.get("race"), f"{where}: race")
     logbook = state.get("logbook")
     if not isinstance(logbook, list) or len(logbook) != gen + 1:
         _fail(where, f"logbook must hold {gen + 1} generation rows")

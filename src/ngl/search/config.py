@@ -31,8 +31,8 @@ from ..errors import InputError, InputTypeError
 from ..execution import Execution
 from ..runspec import TrainConfig
 
-__all__ = ["SearchConfig", "DEFAULT_TASK", "DEFAULT_TRANSFER", "TASK_SKIP", "TRANSFER_FIELDS",
-           "TRANSFER_PREFIX", "flat_layer"]
+__all__ = ["SearchConfig", "DEFAULT_TASK", "DEFAULT_TASK2", "DEFAULT_TRANSFER", "TASK_SKIP",
+           "SUBTASK_FIELDS", "SUBTASKS", "flat_layer"]
 
 _GP, _FIT, _SCREEN, _TUNE, _VAL = ("genetic programming (defaults after EvoMAL)", "fitness",
                                    "rejection screen", "constant tuning (CMA-ES)",
@@ -41,16 +41,21 @@ _GP, _FIT, _SCREEN, _TUNE, _VAL = ("genetic programming (defaults after EvoMAL)"
 #: the default fitness task (the loss and seed of each run are the search's)
 DEFAULT_TASK = TrainConfig(dataset="digits", model="mlp", label_noise=0.4, val_fraction=0.3, epochs=20,
                            max_steps=300, batch_size=64, lr=2e-3, threads=1, device="cpu")
-#: the default transfer task of the validation: another noise level and another model
+#: the second fitness task: MNIST-sized inputs and an epoch budget at the protocol's learning rate,
+#: where bounded losses that win on the 8x8 task under-fit
+DEFAULT_TASK2 = TrainConfig(dataset="digits28", model="mlp", label_noise=0.4, val_fraction=0.2, epochs=3,
+                            batch_size=64, lr=1e-3, threads=1, device="cpu")
+#: the default transfer task of the validation: a dataset the fitness never saw, another model
 DEFAULT_TRANSFER = TrainConfig(dataset="digits", model="cnn_small", label_noise=0.2, epochs=12,
                                batch_size=64, lr=2e-3, threads=1, device="cpu")
 #: TrainConfig fields that get no search flag: the search sets them per run (loss, seed) or takes
 #: them from ``--threads`` (execution)
 TASK_SKIP = ("loss", "loss_kwargs", "seed", "threads")
-#: the transfer task's flags (``--transfer-<field>``)
-TRANSFER_FIELDS = ("dataset", "model", "label_noise", "epochs", "max_steps", "batch_size", "lr",
-                   "train_fraction", "val_fraction", "data_dir")
-TRANSFER_PREFIX = "transfer_"
+#: the second fitness task's and the transfer task's flags (``--task2-<field>``, ``--transfer-<field>``)
+SUBTASK_FIELDS = ("dataset", "model", "label_noise", "epochs", "max_steps", "batch_size", "lr",
+                  "train_fraction", "val_fraction", "data_dir")
+#: the sub-tasks' field -> flag prefix; ``--task2-dataset none`` drops the second fitness task
+SUBTASKS = {"task2": "task2_", "transfer": "transfer_"}
 
 
 def _fitness_names() -> list[str]:
@@ -92,14 +97,16 @@ class SearchConfig:
     seed: int = opt(0, "random seed of the search", group=_GP)
     fitness: str = opt("train", "train: a short harness run of --dataset/--model...; linear: softmax "
                                 "regression on digits (seconds)", group=_FIT, choices=_fitness_names)
-    task: TrainConfig = opt(help="the fitness task", factory=lambda: dataclasses.replace(DEFAULT_TASK), flag=False)
-    train_seed: int = opt(0, "seed of the first fitness run (common to all candidates)", group=_FIT)
-    fitness_seeds: int = opt(2, "training runs per candidate (seeds train_seed, train_seed+1, ...; "
-                                "fitness = their mean): a loss that fails on one seed scores low",
-                             group=_FIT)
-    halving_rungs: int = opt(1, "successive halving: >1 trains all new candidates briefly, the "
-                                "best 1/eta longer", group=_FIT)
-    halving_eta: int = opt(3, "successive-halving factor", group=_FIT)
+    task: TrainConfig = opt(help="the fitness task", factory=lambda: dataclasses.replace(DEFAULT_TASK),
+                            flag=False)
+    task2: TrainConfig | None = opt(help="a second fitness task that breaks losses differently",
+                                    factory=lambda: dataclasses.replace(DEFAULT_TASK2), flag=False)
+    combine: str = opt("worst", "a candidate's score over the fitness tasks: worst (the smallest paired "
+                                "gain over CE) or mean", group=_FIT, choices=lambda: ["worst", "mean"])
+    race_stages: list[int] = opt(help="seeds per candidate at each racing stage: new candidates train on "
+                                      "the first, the best fraction of each stage moves to the next",
+                                 factory=lambda: [2, 4, 8, 16], group=_FIT)
+    promote_fraction: float = opt(0.25, "fraction of each racing stage promoted per generation", group=_FIT)
     screen_steps: int = opt(200, "Adam steps over free logits", group=_SCREEN)
     screen_min_gain: float = opt(0.2, "required rise of the mean true-class probability",
                                  group=_SCREEN)
@@ -120,6 +127,10 @@ class SearchConfig:
     def __post_init__(self) -> None:
         self.const_range = tuple(float(v) for v in self.const_range)   # type: ignore[assignment]
         self.task = _task(self.task, "task").check()
+        if self.task2 is not None:
+            self.task2 = _task(self.task2, "task2").check()
+            if self.task2.val_fraction <= 0:
+                raise InputError("bad search config: task2.val_fraction must be > 0")
         self.transfer = _task(self.transfer, "transfer").check()
         if isinstance(self.execution, Mapping):
             self.execution = from_mapping(Execution, self.execution, what="search config execution")
@@ -162,12 +173,11 @@ class SearchConfig:
                  f"one of {_fitness_names()}"),
                 ("task.val_fraction", self.task.val_fraction > 0, "> 0 (the fitness is a validation "
                  "accuracy)"),
-                ("task.max_steps", self.task.max_steps is not None or self.halving_rungs == 1,
-                 "set when --halving-rungs > 1"),
-                ("train_seed", self.train_seed >= 0, ">= 0"),
-                ("fitness_seeds", self.fitness_seeds >= 1, ">= 1"),
-                ("halving_rungs", self.halving_rungs >= 1, ">= 1"),
-                ("halving_eta", self.halving_eta >= 2, ">= 2"),
+                ("combine", self.combine in ("worst", "mean"), "'worst' or 'mean'"),
+                ("race_stages", bool(self.race_stages) and self.race_stages[0] >= 1
+                 and all(b > a for a, b in zip(self.race_stages, self.race_stages[1:])),
+                 "increasing seed counts >= 1, e.g. 2,4,8,16"),
+                ("promote_fraction", 0 < self.promote_fraction <= 1, "in (0, 1]"),
                 ("screen_steps", self.screen_steps >= 1, ">= 1"),
                 ("tune_top", self.tune_top >= 0, ">= 0"),
                 ("tune_evals", self.tune_evals >= 2, ">= 2"),
@@ -175,14 +185,15 @@ class SearchConfig:
                 ("select_seeds", self.select_seeds >= 0, ">= 0"),
                 ("validate_seeds", self.validate_seeds >= 2, ">= 2")]
 
-    @property
-    def fitness_seed_list(self) -> list[int]:
-        """The seeds every candidate trains on (common random numbers)."""
-        return [self.train_seed + i for i in range(self.fitness_seeds)]
+    def fitness_tasks(self) -> dict[str, TrainConfig]:
+        """The fitness tasks as they run (the execution's threads): ``search`` and ``task2``."""
+        tasks = {"search": self.task, "task2": self.task2}
+        return {name: dataclasses.replace(t, threads=self.execution.threads, loss="ce")
+                for name, t in tasks.items() if t is not None}
 
     def fitness_task(self) -> TrainConfig:
-        """The fitness task as it runs: the execution's threads."""
-        return dataclasses.replace(self.task, threads=self.execution.threads, seed=self.train_seed)
+        """The first fitness task as it runs."""
+        return self.fitness_tasks()["search"]
 
     def transfer_task(self) -> TrainConfig:
         return dataclasses.replace(self.transfer, threads=self.execution.threads)
@@ -191,6 +202,7 @@ class SearchConfig:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["const_range"] = list(self.const_range)
         d["task"], d["transfer"] = self.task.to_dict(), self.transfer.to_dict()
+        d["task2"] = self.task2.to_dict() if self.task2 is not None else None
         d["execution"] = dataclasses.asdict(self.execution)
         return d
 
@@ -202,30 +214,44 @@ class SearchConfig:
     @classmethod
     def from_flat(cls, flat: Mapping[str, Any]) -> "SearchConfig":
         """From flag names, as ``ngl search`` takes them: the search's own fields, the fitness
-        task's fields (``max_steps``), the transfer task's with ``transfer_`` (``transfer_model``)
-        and the execution's (``workers``); ``threads`` goes to the execution and both tasks.
+        task's fields (``max_steps``), the second task's and the transfer task's with ``task2_`` and
+        ``transfer_`` (``transfer_model``; ``task2_dataset="none"`` drops the second task) and the
+        execution's (``workers``); ``threads`` goes to the execution and every task.
 
         >>> SearchConfig.from_flat({"population": 6, "max_steps": 20, "transfer_epochs": 3}).task.max_steps
         20
         """
-        own = {f.name for f in dataclasses.fields(cls)} - {"task", "transfer", "execution"}
+        own = {f.name for f in dataclasses.fields(cls)} - {"task", "task2", "transfer", "execution"}
         task_names = {f.name for f in dataclasses.fields(TrainConfig)} - set(TASK_SKIP)
         exe_names = {f.name for f in dataclasses.fields(Execution)}
-        parts: dict[str, dict[str, Any]] = {"own": {}, "task": {}, "transfer": {}, "execution": {}}
+        parts: dict[str, dict[str, Any]] = {"own": {}, "task": {}, "task2": {}, "transfer": {}, "execution": {}}
         for key, value in flat.items():
-            sub = key[len(TRANSFER_PREFIX):] if key.startswith(TRANSFER_PREFIX) else None
-            where = ("own" if key in own else "task" if key in task_names else "execution" if key in exe_names
-                     else "transfer" if sub in TRANSFER_FIELDS else None)
-            if where is None:
-                import difflib
-                names = sorted(own | task_names | exe_names | {TRANSFER_PREFIX + k for k in TRANSFER_FIELDS})
-                close = difflib.get_close_matches(str(key), names, n=1)
-                raise InputError(f"unknown search setting {key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-            parts[where][sub if where == "transfer" else key] = value
+            sub = next(((name, key[len(pre):]) for name, pre in SUBTASKS.items()
+                        if key.startswith(pre) and key[len(pre):] in SUBTASK_FIELDS), None)
+            if key in own:
+                parts["own"][key] = value
+            elif key in task_names:
+                parts["task"][key] = value
+            elif key in exe_names:
+                parts["execution"][key] = value
+            elif sub is not None:
+                parts[sub[0]][sub[1]] = value
+            else:
+                raise InputError(_unknown(key, own | task_names | exe_names))
         threads = parts["execution"].get("threads", 1)
-        return cls.from_dict({**parts["own"], "execution": parts["execution"],
+        task2 = None if parts["task2"].get("dataset") in ("none", "") else \
+            {**DEFAULT_TASK2.to_dict(), **parts["task2"], "threads": threads}
+        return cls.from_dict({**parts["own"], "execution": parts["execution"], "task2": task2,
                               "task": {**DEFAULT_TASK.to_dict(), **parts["task"], "threads": threads},
                               "transfer": {**DEFAULT_TRANSFER.to_dict(), **parts["transfer"], "threads": threads}})
+
+
+def _unknown(key: str, names: set[str]) -> str:
+    import difflib
+
+    names = names | {pre + f for pre in SUBTASKS.values() for f in SUBTASK_FIELDS}
+    close = difflib.get_close_matches(str(key), sorted(names), n=1)
+    return f"unknown search setting {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
 
 
 def flat_layer(doc: Mapping[str, Any]) -> dict[str, Any]:
@@ -239,8 +265,10 @@ def flat_layer(doc: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in doc.items():
         if key in ("task", "execution") and isinstance(value, Mapping):
             out.update({k: v for k, v in value.items() if key != "task" or k not in TASK_SKIP})
-        elif key == "transfer" and isinstance(value, Mapping):
-            out.update({TRANSFER_PREFIX + k: v for k, v in value.items() if k in TRANSFER_FIELDS})
+        elif key in SUBTASKS and isinstance(value, Mapping):
+            out.update({SUBTASKS[key] + k: v for k, v in value.items() if k in SUBTASK_FIELDS})
+        elif key in SUBTASKS and value is None:
+            out[SUBTASKS[key] + "dataset"] = "none"
         else:
             out[key] = value
     return out

@@ -27,7 +27,7 @@ from ..errors import InputError
 from .checkpoint import (CHECKPOINT, load_checkpoint, rng_state, save_checkpoint,
                          set_rng_state)
 from .config import SearchConfig
-from .evaluate import cache_key, evaluate_candidates, spearman
+from .evaluate import cache_key
 from .fitness import FITNESS, check_task
 from .gp import Individual, Status, from_expr, is_valid, make_pset, make_toolbox, to_expr
 from .rejection import screen
@@ -55,6 +55,7 @@ class _State:
     hof: list[dict] = field(default_factory=list)
     logbook: list[dict] = field(default_factory=list)
     cache: dict[str, dict] = field(default_factory=dict)
+    race: dict[str, dict] = field(default_factory=dict)   # ngl.search.racing's state
     generation: int = -1            # the last finished generation
     elapsed: float = 0.0
     tuned: list[dict] | None = None
@@ -162,7 +163,8 @@ def _resume(config: SearchConfig, ckpt: Path, pset: Any) -> _State:
     saved = dict(state["config"], generations=config.generations)
     new = config.to_dict()
     for d in (saved, new):                      # where a task runs does not change what it computes
-        d["task"] = {k: v for k, v in (d.get("task") or {}).items() if k not in IGNORED_IN_KEY}
+        for name in ("task", "task2"):
+            d[name] = {k: v for k, v in (d.get(name) or {}).items() if k not in IGNORED_IN_KEY}
     diff = sorted(k for k in new if k not in _FREE_ON_RESUME
                   and saved.get(k) != new[k])
     if diff:
@@ -178,7 +180,7 @@ def _resume(config: SearchConfig, ckpt: Path, pset: Any) -> _State:
         pop.append(ind)
     set_rng_state(state["rng"])
     tuned = state.get("tuned") if state["generation"] == config.generations else None
-    return _State(pop, state["hall_of_fame"], state["logbook"], state["cache"],
+    return _State(pop, state["hall_of_fame"], state["logbook"], state["cache"], state["race"],
                   state["generation"], state["elapsed"], tuned)
 
 
@@ -209,52 +211,29 @@ def _start(config: SearchConfig, out: Path, pset: Any, tb: Any, *, resume: bool,
 # --------------------------------------------------------------------------------------------
 # One generation
 # --------------------------------------------------------------------------------------------
-def _update_hof(hof: list[dict], population: list[Individual], generation: int, size: int) -> list[dict]:
-    """Best distinct losses (by fingerprint); ties keep the smaller, then the earlier."""
-    seen = {h["fingerprint"] for h in hof}
-    for ind in population:
-        expr = to_expr(ind)
-        key = cache_key(expr)
-        if key in seen or ind.status is not Status.OK:
-            continue
-        seen.add(key)
-        hof.append({"fingerprint": key, "infix": E.to_infix(expr), "fitness": ind.fitness.values[0],
-                    "size": len(ind), "generation": generation})
-    hof.sort(key=lambda h: (-h["fitness"], h["size"]))
-    return hof[:size]
+def _evaluate(pop: list[Individual], gen: int, st: _State, ctx: Any) -> dict[str, Any]:
+    from .scoring import evaluate_population
 
-
-def _evaluate(pop: list[Individual], cfg: SearchConfig, cache: dict, executor: Any,
-              fitness: str | Callable, progress: bool) -> dict[str, Any]:
-    invalid = [ind for ind in pop if not ind.fitness.valid]
     saved = rng_state()       # fitness runs and lazy imports must not move the search's RNG streams
-    records, stats = evaluate_candidates(
-        [to_expr(ind) for ind in invalid], cache=cache, fitness=fitness,
-        task=cfg.fitness_task(), seeds=cfg.fitness_seed_list, executor=executor,
-        screen_kwargs={"steps": cfg.screen_steps, "min_gain": cfg.screen_min_gain},
-        rungs=cfg.halving_rungs, eta=cfg.halving_eta, progress=progress)
-    for ind, rec in zip(invalid, records):
-        ind.fitness.values = (rec["fitness"],)
-        ind.status, ind.reason = Status(rec["status"]), rec["reason"]
+    stats = evaluate_population(pop, gen, st, ctx)
     set_rng_state(saved)
-    return asdict(stats)
+    return stats
 
 
 def _row(gen: int, pop: list[Individual], stats: dict, revaried: int, wall: float,
-         total: float) -> dict[str, Any]:
+         total: float, hof: list[dict]) -> dict[str, Any]:
     fits = [ind.fitness.values[0] for ind in pop]
     req, scr = stats["requested"], stats["screened"]
-    pairs = [pair for pair in stats["rung_pairs"] if len(pair[0]) >= 3]
-    rhos = [r for r in (spearman(lo, hi) for lo, hi in pairs) if r is not None]
-    return {"generation": gen, "best": max(fits), "median": statistics.median(fits),
-            "mean": statistics.fmean(fits), "unique_fraction": unique_fraction(pop),
-            "revaried": revaried, "evaluations": stats["evaluations"], "requested": req,
+    best = hof[0] if hof else {}
+    return {"generation": gen, "best": best.get("fitness", max(fits)), "best_mean_gain": best.get("mean_gain"),
+            "best_seeds": best.get("seeds"), "median": statistics.median(fits), "mean": statistics.fmean(fits),
+            "unique_fraction": unique_fraction(pop), "revaried": revaried, "evaluations": stats["evaluations"],
+            "promoted": stats["promoted"], "runs": stats["runs"], "batched": stats["batched"], "requested": req,
             "cache_hits": stats["cache_hits"], "cache_hit_rate": stats["cache_hits"] / req if req else 0.0,
             "screened": scr, "rejected": stats["rejected"],
             "rejection_rate": stats["rejected"] / scr if scr else 0.0, "failed": stats["failed"],
-            "rung_spearman": statistics.fmean(rhos) if rhos else None,
-            "rung_pairs": stats["rung_pairs"], "mean_size": statistics.fmean(len(i) for i in pop),
-            "wall_time": round(wall, 3), "total_time": round(total, 3)}
+            "mean_size": statistics.fmean(len(i) for i in pop), "wall_time": round(wall, 3),
+            "total_time": round(total, 3)}
 
 
 def _check_first_generation(pop: list[Individual], stats: dict) -> None:
@@ -272,14 +251,13 @@ def _generation(gen: int, st: _State, config: SearchConfig, tb: Any, run_eval: C
         offspring = algorithms.varAnd(offspring, tb, config.crossover, config.mutation)
         revaried = revary_duplicates(offspring, elites, tb, config.revary_tries)
         st.pop = elites + offspring
-    stats = run_eval(st.pop)
+    stats = run_eval(st.pop, gen)
     if gen == 0:
         _check_first_generation(st.pop, stats)
-    st.hof = _update_hof(st.hof, st.pop, gen, config.hall_of_fame)
     wall = time.perf_counter() - t0
     st.elapsed += wall
     st.generation = gen
-    row = _row(gen, st.pop, stats, revaried, wall, st.elapsed)
+    row = _row(gen, st.pop, stats, revaried, wall, st.elapsed, st.hof)
     st.logbook.append(row)
     return row
 
@@ -289,15 +267,16 @@ def _save(out: Path, config: SearchConfig, st: _State) -> None:
         "config": config.to_dict(), "generation": st.generation,
         "population": [{"infix": E.to_infix(to_expr(i)), "fitness": i.fitness.values[0],
                         "status": i.status.value, "reason": i.reason} for i in st.pop],
-        "hall_of_fame": st.hof, "logbook": st.logbook, "cache": st.cache, "rng": rng_state(),
+        "hall_of_fame": st.hof, "logbook": st.logbook, "cache": st.cache, "race": st.race, "rng": rng_state(),
         "elapsed": st.elapsed, "tuned": st.tuned})
 
 
 def _log_line(row: dict, config: SearchConfig, hof: list[dict]) -> str:
-    best = hof[0]["infix"] if hof else "-"
-    return (f"gen {row['generation']:3d}/{config.generations}  best {row['best']:.4f}  "
-            f"median {row['median']:.4f}  unique {row['unique_fraction']:.0%}  "
-            f"evals {row['evaluations']:3d}  cache {row['cache_hit_rate']:.0%}  "
+    best = E.readable_infix(hof[0]["infix"]) if hof else "-"
+    gain = "-" if row["best_mean_gain"] is None else f"{100 * row['best_mean_gain']:+.2f}"
+    return (f"gen {row['generation']:3d}/{config.generations}  best LCB {100 * row['best']:+.2f} pp "
+            f"(mean {gain} pp, {row['best_seeds'] or 0} seeds)  unique {row['unique_fraction']:.0%}  "
+            f"new {row['evaluations']:2d}  promoted {row['promoted']:2d}  runs {row['runs']:3d}  "
             f"rejected {row['rejection_rate']:.0%}  {row['wall_time']:.1f}s  | {best}")
 
 
@@ -331,7 +310,8 @@ def run_search(config: SearchConfig, out_dir: str | os.PathLike[str], *, resume:
         FITNESS.get(config.fitness)              # an unknown name: one line with close matches
     fitness: str | Callable = fitness_fn if fitness_fn is not None else config.fitness
     if fitness == "train":
-        check_task(config.fitness_task())
+        for task in config.fitness_tasks().values():
+            check_task(task)
     pset = make_pset(const_range=config.const_range, primitives=config.primitives)
     tb = make_toolbox(pset, tournament_size=config.tournament_size, max_height=config.max_height,
                       init_max_height=config.init_max_height)
@@ -339,8 +319,10 @@ def run_search(config: SearchConfig, out_dir: str | os.PathLike[str], *, resume:
     with lock_folder(out, "ngl search"), closing(config.execution.make()) as ex:
         st = _start(config, out, pset, tb, resume=resume, overwrite=overwrite)
         from ..fileio import write_json_atomic
+        from .scoring import Context
         write_json_atomic(out / "config.json", config.to_dict(), indent=2)
-        run_eval = lambda pop: _evaluate(pop, config, st.cache, ex, fitness, progress)  # noqa: E731
+        ctx = Context(config, config.fitness_tasks(), fitness, ex, progress)
+        run_eval = lambda pop, gen: _evaluate(pop, gen, st, ctx)  # noqa: E731
         for gen in range(st.generation + 1, config.generations + 1):
             row = _generation(gen, st, config, tb, run_eval)
             if log:
@@ -349,7 +331,7 @@ def run_search(config: SearchConfig, out_dir: str | os.PathLike[str], *, resume:
             if stop_after is not None and stop_after <= gen < config.generations:
                 return SearchResult(st.hof, st.logbook, out, finished=False)
         if st.tuned is None:
-            st.tuned = tune_hall_of_fame(st.hof, config, fitness, ex, log=log)
+            st.tuned = tune_hall_of_fame(st.hof, ctx, log=log)
             _save(out, config, st)
     write_outputs(out, st.hof, st.logbook, config, st.tuned)
     return SearchResult(st.hof, st.logbook, out, finished=True, tuned=st.tuned)

@@ -176,12 +176,12 @@ def train_jobs(jobs: list[Job], *, tasks: dict[str, TrainConfig], fitness: str |
                ) -> tuple[dict[Job, tuple[float | None, str | None]], bool]:
     """Accuracy (or ``None`` and the reason) of every job, and whether the population engine
     trained them. Batched: one chunk per worker per task; else one run per job."""
-    from .batched import population_items, population_task
-
     out: dict[Job, tuple[float | None, str | None]] = {}
     batched = bool(jobs) and all(_batchable(tasks[t], fitness) for t in {j[0] for j in jobs})
     tick = progress or (lambda _n: None)
     if batched:
+        from .batched import population_items, population_task
+
         items = []
         for name in dict.fromkeys(j[0] for j in jobs):
             members = [(spec, seed) for t, spec, seed in jobs if t == name]

@@ -25,8 +25,9 @@ from ..errors import InputError
 __all__ = ["Status", "Fitness", "Individual", "make_pset", "to_expr", "from_expr", "is_valid",
            "make_toolbox", "random_constant", "WORST_FITNESS"]
 
-#: Fitness given to rejected, crashed, timed-out and NaN candidates (accuracy is >= 0).
-WORST_FITNESS = 0.0
+#: Fitness given to rejected, crashed, timed-out and NaN candidates: a fitness is a paired gain of
+#: accuracy over CE (:mod:`ngl.search.scoring`), so it is never below -1.
+WORST_FITNESS = -1.0
 EPHEMERAL = "const"
 
 

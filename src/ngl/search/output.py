@@ -1,8 +1,5 @@
-"""Search outputs: hall-of-fame expression files, the per-generation CSV and its plot, result.json.
-
-``result.json`` carries the proxy calibration of successive halving: the Spearman rank correlation
-between the low- and high-rung scores of the promoted candidates, pooled over the search.
-"""
+"""Search outputs: hall-of-fame expression files (each with its readable form), the
+per-generation CSV and its plot, result.json."""
 from __future__ import annotations
 
 import statistics
@@ -11,15 +8,17 @@ from typing import Any
 
 from .. import expr as E
 from ..fileio import pyplot, save_figure, write_csv_atomic, write_json_atomic
-from .evaluate import spearman
 
 __all__ = ["write_outputs", "write_hall_of_fame", "write_generations_csv", "plot_generations",
-           "CSV_COLUMNS", "proxy_calibration"]
+           "CSV_COLUMNS", "FITNESS_METRIC"]
 
-CSV_COLUMNS = ["generation", "best", "median", "mean", "unique_fraction", "revaried", "evaluations",
-               "requested", "cache_hits", "cache_hit_rate", "screened", "rejected",
-               "rejection_rate", "failed", "rung_spearman", "mean_size", "wall_time", "total_time"]
-_SEARCH_KEYS = ("fitness", "task", "seed")
+CSV_COLUMNS = ["generation", "best", "best_mean_gain", "best_seeds", "median", "mean", "unique_fraction",
+               "revaried", "evaluations", "promoted", "runs", "batched", "requested", "cache_hits",
+               "cache_hit_rate", "screened", "rejected", "rejection_rate", "failed", "mean_size",
+               "wall_time", "total_time"]
+_SEARCH_KEYS = ("fitness", "task", "task2", "combine", "seed")
+FITNESS_METRIC = ("lower 90% confidence bound of the paired gain in validation accuracy over CE on "
+                  "common seeds (worst fitness task), a fraction")
 
 
 def write_hall_of_fame(out: Path, hof: list[dict], config: dict[str, Any],
@@ -34,7 +33,9 @@ def write_hall_of_fame(out: Path, hof: list[dict], config: dict[str, Any],
     paths = []
     for rank, entry in enumerate(hof):
         meta = {"rank": rank, "search_rank": rank, "fitness": entry["fitness"],
-                "fitness_metric": "final validation accuracy",
+                "fitness_metric": FITNESS_METRIC, "mean_gain": entry.get("mean_gain"),
+                "seeds": entry.get("seeds"), "task_gains": entry.get("tasks"),
+                "readable": E.readable_infix(entry["infix"]),
                 "generation": entry["generation"], "fingerprint": entry["fingerprint"],
                 "size": entry["size"], "search": {k: config.get(k) for k in _SEARCH_KEYS}}
         if rank in by_rank:
@@ -58,9 +59,12 @@ def plot_generations(path: Path, logbook: list[dict]) -> Path:
 
     gens = [r["generation"] for r in logbook]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
-    ax1.plot(gens, [r["best"] for r in logbook], marker="o", label="best")
-    ax1.plot(gens, [r["median"] for r in logbook], marker=".", label="median")
-    ax1.set(xlabel="generation", ylabel="fitness (validation accuracy)", title="fitness")
+    ax1.plot(gens, [100 * r["best"] for r in logbook], marker="o", label="best (lower bound)")
+    ax1.plot(gens, [100 * (r.get("best_mean_gain") or r["best"]) for r in logbook], marker=".",
+             label="best (mean)")
+    ax1.plot(gens, [100 * r["median"] for r in logbook], marker=".", label="median")
+    ax1.axhline(0.0, color="grey", lw=0.8)
+    ax1.set(xlabel="generation", ylabel="paired gain over CE (pp)", title="fitness")
     ax1.legend()
     for key, label in (("unique_fraction", "unique fraction"), ("rejection_rate", "rejection rate"),
                        ("cache_hit_rate", "cache-hit rate")):
@@ -71,19 +75,6 @@ def plot_generations(path: Path, logbook: list[dict]) -> Path:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     return save_figure(fig, path)
-
-
-def proxy_calibration(logbook: list[dict]) -> dict[str, Any]:
-    """Spearman correlation between rung scores (successive halving), pooled and per generation."""
-    low: list[float] = []
-    high: list[float] = []
-    for row in logbook:
-        for lo, hi in row.get("rung_pairs") or []:
-            low += lo
-            high += hi
-    per_gen = [r["rung_spearman"] for r in logbook if r.get("rung_spearman") is not None]
-    return {"pairs": len(low), "spearman_pooled": spearman(low, high),
-            "spearman_mean_per_generation": statistics.fmean(per_gen) if per_gen else None}
 
 
 def write_outputs(out: Path, hof: list[dict], logbook: list[dict], config: Any,
@@ -97,6 +88,7 @@ def write_outputs(out: Path, hof: list[dict], logbook: list[dict], config: Any,
                "generations": len(logbook), "evaluations": sum(r["evaluations"] for r in logbook),
                "unique_fraction_after_gen0": (statistics.fmean(r["unique_fraction"] for r in logbook[1:])
                                               if len(logbook) > 1 else None),
-               "proxy_calibration": proxy_calibration(logbook) if cfg["halving_rungs"] > 1 else None,
+               "runs": sum(r.get("runs", 0) for r in logbook),
+               "fitness_metric": FITNESS_METRIC,
                "wall_time": logbook[-1]["total_time"] if logbook else 0.0, "config": cfg}
     write_json_atomic(out / "result.json", summary, indent=2)

@@ -4,9 +4,11 @@ maximises the same fitness through the same executors.
 
 .. math:: c^\\star = \\arg\\max_c \\; \\mathrm{fitness}(f_c), \\quad c_0 = \\text{the found constants}
 
-The fitness after tuning is the best of the CMA-ES evaluations on the search's training seed, so
-it is biased upward like any selected score; ``ngl search validate`` retrains the tuned loss on
-fresh seeds to say whether tuning helped.
+Each CMA-ES population is scored as one batch (:func:`ngl.search.scoring.score_specs`: the mean
+worst-task paired gain over CE on the tuning seeds, CE trained once per seed). The fitness after
+tuning is the best of the CMA-ES evaluations on those seeds, so it is biased upward like any
+selected score; ``ngl search validate`` retrains the tuned loss on fresh seeds to say whether
+tuning helped.
 
 >>> e = E.parse("y * square(p - 2.5) + 0.1 * p")
 >>> constants(e)
@@ -21,8 +23,7 @@ from typing import Any, Callable
 
 from .. import expr as E
 from ..errors import require_extra
-from .evaluate import Status, fitness_task
-from .gp import WORST_FITNESS
+from .gp import Status
 
 __all__ = ["constants", "with_constants", "tune_constants", "tune_hall_of_fame"]
 
@@ -46,24 +47,15 @@ def with_constants(expr: E.Expr, values: list[float]) -> E.Expr:
     return rebuild(expr)
 
 
-def _score(executor: Any, infixes: list[str], fitness: Any, task: Any, seeds: list[int]) -> list[float]:
-    items = [(str(i), infix, task, seeds, fitness) for i, infix in enumerate(infixes)]
-    scores = [WORST_FITNESS] * len(items)
-    for item, outcome in executor.map_unordered(fitness_task, items):
-        if outcome.error is None and outcome.value is not None and math.isfinite(outcome.value):
-            scores[int(item[0])] = float(outcome.value)
-    return scores
-
-
-def tune_constants(infix: str, *, fitness: str | Callable, task: Any, seeds: list[int], executor: Any,
+def tune_constants(infix: str, *, score: Callable[[list[str]], list[float]],
                    evaluations: int = 24, sigma: float = 1.0, popsize: int = 6, seed: int = 0,
                    start_fitness: float | None = None) -> dict[str, Any]:
     """CMA-ES over the constants of ``infix``; returns the best found and the fitness before/after.
 
     Args:
         infix: the structure with its starting constants.
-        fitness, task, seeds, executor: as in :func:`~ngl.search.evaluate.evaluate_candidates`.
-        evaluations: fitness runs in all (``popsize`` per CMA-ES generation, run in parallel).
+        score: infixes -> their fitness, one call per CMA-ES population (a batch).
+        evaluations: fitness evaluations in all (``popsize`` per CMA-ES generation).
         sigma: initial CMA-ES step size; popsize: candidates per CMA-ES generation.
         start_fitness: the structure's known fitness (else evaluated first).
     Returns:
@@ -73,9 +65,9 @@ def tune_constants(infix: str, *, fitness: str | Callable, task: Any, seeds: lis
     cma = require_extra("cma", "search", what="constant tuning")
     expr = E.parse(infix)
     c0 = constants(expr)
-    spent = 0
+    spent = 0                                  # CMA-ES evaluations (the start is scored apart)
     if start_fitness is None:
-        start_fitness, spent = _score(executor, [infix], fitness, task, seeds)[0], 1
+        start_fitness = score([infix])[0]
     best = {"infix": infix, "constants": c0, "fitness": float(start_fitness)}
     if c0:
         es = cma.CMAEvolutionStrategy(c0, sigma, {"popsize": popsize, "seed": seed + 1,
@@ -83,7 +75,7 @@ def tune_constants(infix: str, *, fitness: str | Callable, task: Any, seeds: lis
         while spent + popsize <= evaluations and not es.stop():
             cands = [[round(float(v), 4) for v in x] for x in es.ask()]
             infixes = [E.to_infix(with_constants(expr, c)) for c in cands]
-            scores = _score(executor, infixes, fitness, task, seeds)
+            scores = score(infixes)
             spent += len(cands)
             es.tell([list(map(float, c)) for c in cands], [-s for s in scores])
             for c, text, s in zip(cands, infixes, scores):
@@ -93,22 +85,25 @@ def tune_constants(infix: str, *, fitness: str | Callable, task: Any, seeds: lis
             **best, "evaluations": spent, "improved": best["fitness"] > start_fitness}
 
 
-def tune_hall_of_fame(hof: list[dict], config: Any, fitness: str | Callable, executor: Any, *,
-                      log: Callable[[str], None] | None = None) -> list[dict]:
-    """Tune the best ``config.tune_top`` structures of ``hof`` that have constants."""
-    out: list[dict] = []
-    for rank, entry in enumerate(hof[:config.tune_top]):
+def tune_hall_of_fame(hof: list[dict], ctx: Any, *, log: Callable[[str], None] | None = None) -> list[dict]:
+    """Tune the best ``tune_top`` structures of ``hof`` that have constants, each CMA-ES population
+    one batch on the tuning seeds (drawn from the search seed; the start is scored on them too)."""
+    from . import racing
+    from .scoring import score_specs
+
+    cfg, ce, out = ctx.cfg, {}, []
+    seeds = racing.draw_seeds(cfg.seed, cfg.generations + 1, cfg.race_stages[0], purpose="tune")
+    score = lambda infixes: score_specs(infixes, seeds, ctx, ce)  # noqa: E731
+    for rank, entry in enumerate(hof[:cfg.tune_top]):
         if not constants(E.parse(entry["infix"])):
-            out.append({"rank": rank, "infix_before": entry["infix"], "fitness_before": entry["fitness"],
-                        "infix": entry["infix"], "fitness": entry["fitness"], "constants": [],
+            out.append({"rank": rank, "infix_before": entry["infix"], "fitness_before": None,
+                        "infix": entry["infix"], "fitness": None, "constants": [],
                         "constants_before": [], "evaluations": 0, "improved": False,
                         "status": "no constants"})
             continue
-        res = tune_constants(entry["infix"], fitness=fitness, task=config.fitness_task(),
-                             seeds=config.fitness_seed_list,
-                             executor=executor, evaluations=config.tune_evals, seed=config.seed,
-                             start_fitness=entry["fitness"])
-        out.append({"rank": rank, **res, "status": Status.OK.value})
+        res = tune_constants(entry["infix"], score=score, evaluations=cfg.tune_evals, seed=cfg.seed)
+        out.append({"rank": rank, **res, "seeds": seeds, "status": Status.OK.value})
         if log:
-            log(f"tuned #{rank}: {res['fitness_before']:.4f} -> {res['fitness']:.4f}  | {res['infix']}")
+            log(f"tuned #{rank}: {100 * res['fitness_before']:+.2f} -> {100 * res['fitness']:+.2f} pp "
+                f"| {E.readable_infix(res['infix'])}")
     return out
