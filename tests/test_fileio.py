@@ -50,7 +50,8 @@ def test_read_json_object_errors_name_the_file(tmp_path, content, message):
     assert "grid config" in str(info.value) and str(path) in str(info.value)
 
 
-@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)],
+                         ids=["022", "027", "077"])
 def test_written_files_honour_the_umask(tmp_path, umask, mode):
     """Reports and JSON outputs get what ``open(path, "w")`` gives (0644 under umask 022), as the
     store does, not mkstemp's 0600; a figure too."""
