@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import multiprocessing as mp
+import operator
 import os
 import signal
 import sys
@@ -70,19 +71,25 @@ def check_parallelism(*, workers: int = 1, threads: int | None = None, cpus: int
     ngl.errors.InputError: 1000 workers are more than the 16 CPUs this machine has; use at most 16 (tasks are CPU-bound: more processes only share the CPUs and multiply the memory)
     """
     cpus = cpus or machine_cpus()
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise InputError(f"workers must be >= 1, got {workers!r}")
+    workers = _count("workers", workers)
     if workers > cpus:
         raise InputError(f"{workers} workers are more than the {cpus} CPUs {where}; use at most "
                          f"{cpus} (tasks are CPU-bound: more processes only share the CPUs and "
                          f"multiply the memory)")
-    if threads is None:
-        return
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise InputError(f"threads must be >= 1 or None, got {threads!r}")
-    if threads > cpus:
+    if threads is not None and _count("threads", threads) > cpus:
         raise InputError(f"{threads} threads per task are more than the {cpus} CPUs {where}; "
                          f"use 1..{cpus}")
+
+
+def _count(name: str, value: Any) -> int:
+    """``value`` as an int >= 1 (NumPy integers too; a bool is no count), else one line."""
+    try:
+        n = operator.index(value)
+    except TypeError:
+        n = 0
+    if isinstance(value, bool) or n < 1:
+        raise InputError(f"{name} must be >= 1, got {value!r}")
+    return n
 
 
 def _check_timeout(timeout: float | None) -> None:

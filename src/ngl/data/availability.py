@@ -37,7 +37,8 @@ def check_dataset_available(name: str, data_dir: str | os.PathLike | None) -> No
     """Raise what :func:`~ngl.data.load_dataset` would raise first for files that are missing (or
     whose headers are wrong), without decoding any: an unknown name, a
     :class:`~ngl.errors.MissingFileError` naming the expected paths, an
-    :class:`~ngl.errors.InputError` for a bad ``npz:`` header. ``digits`` needs nothing.
+    :class:`~ngl.errors.InputError` for a bad ``npz:`` header. ``digits`` needs nothing (nor does
+    a dataset registered without a ``check``).
     ``data_dir`` is ``--data-dir`` (``None``: ``$NGL_DATA_DIR``, else ``./data``)."""
     info = get_dataset_info(name)
     if info.check is not None:
