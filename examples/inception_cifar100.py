@@ -11,7 +11,7 @@ min_lr 1e-4), augmentation zoom 0.2 / shift 0.1 / horizontal flip.
 
 Data:
     --data-dir DIR   CIFAR-100 from your own copy: DIR/cifar-100-python/ (or the .tar.gz), read
-                     by ``ngl.data.readers.read_cifar`` (restricted unpickler, nothing downloaded),
+                     by ``ngl.data.cifar.read_cifar`` (restricted unpickler, nothing downloaded),
                      with the published settings: 200 epochs, batch 128, x8 upsampling to
                      256x256, augmentation, NGL with ``scaling=True`` as the reference trained it.
     (none)           scikit-learn's embedded digits (8x8, 10 classes; 1,293 train / 144 val /
@@ -155,8 +155,8 @@ def load_digits_data(args: argparse.Namespace) -> Data:
 
 
 def load_cifar100_data(args: argparse.Namespace) -> Data:
-    """CIFAR-100 (fine labels) from ``args.data_dir`` via ``ngl.data.readers.read_cifar``."""
-    from ngl.data.readers import read_cifar
+    """CIFAR-100 (fine labels) from ``args.data_dir`` via ``ngl.data.cifar.read_cifar``."""
+    from ngl.data.cifar import read_cifar
 
     d = read_cifar(args.data_dir, "cifar100")
     return _split("cifar100", 100, d["x_train"], np.asarray(d["y_train"], np.int64), d["x_test"],

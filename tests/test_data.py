@@ -14,8 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-from ngl.data import (add_label_noise, images, augment_batch, get_dataset_info, list_datasets, load_dataset,
-                      readers, stratified_split, stratified_subset, take)
+from ngl.data import (add_label_noise, augment_batch, get_dataset_info, images, list_datasets, load_dataset,
+                      stratified_split, stratified_subset, take)
+from ngl.data.cifar import read_cifar
+from ngl.data.idx import read_fashion_mnist, read_idx
+from ngl.data.pcam import H5Images
+from ngl.data.unpickle import restricted_loads
 
 
 # ----------------------------------------------------------------------------- native-format writers
@@ -77,7 +81,7 @@ def test_registry_lists_the_protocol_datasets():
 @pytest.mark.parametrize("archive", [False, True])
 def test_read_cifar10_folder_and_targz(tmp_path, rng, archive):
     xtr, ytr, xte, yte = write_cifar10(tmp_path, rng, archive=archive)
-    d = readers.read_cifar(tmp_path, "cifar10")
+    d = read_cifar(tmp_path, "cifar10")
     assert d["x_train"].shape == (20, 32, 32, 3) and d["x_train"].dtype == np.uint8
     np.testing.assert_array_equal(d["x_train"], xtr.transpose(0, 2, 3, 1))   # CHW rows -> HWC
     np.testing.assert_array_equal(d["y_train"], ytr)
@@ -98,7 +102,7 @@ def test_read_cifar100_with_bytes_keys(tmp_path, rng):
         (src / name).write_bytes(pickle.dumps({b"data": x, b"fine_labels": y, b"coarse_labels": y},
                                               protocol=2))
         expect[name] = (x, y)
-    d = readers.read_cifar(tmp_path, "cifar100")
+    d = read_cifar(tmp_path, "cifar100")
     np.testing.assert_array_equal(d["x_test"].transpose(0, 3, 1, 2).reshape(3, -1), expect["test"][0])
     assert d["y_train"].tolist() == expect["train"][1]
 
@@ -114,15 +118,15 @@ def test_cifar_unpickler_refuses_arbitrary_globals(tmp_path):
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
         (src / name).write_bytes(pickle.dumps({"data": _Evil(), "labels": [0]}, protocol=2))
     with pytest.raises(FileNotFoundError, match="not allowed"):
-        readers.read_cifar(tmp_path, "cifar10")
+        read_cifar(tmp_path, "cifar10")
     with pytest.raises(pickle.UnpicklingError):
-        readers.restricted_loads(pickle.dumps(_Evil()))
+        restricted_loads(pickle.dumps(_Evil()))
     assert not Path("/tmp/ngl_pwned_by_pickle").exists()
 
 
 def test_cifar_missing_names_files_and_url(tmp_path):
     with pytest.raises(FileNotFoundError) as e:
-        readers.read_cifar(tmp_path, "cifar10")
+        read_cifar(tmp_path, "cifar10")
     msg = str(e.value)
     assert "cifar-10-python.tar.gz" in msg and "https://www.cs.toronto.edu/~kriz/" in msg
     assert "\n" not in msg
@@ -134,7 +138,7 @@ def test_cifar_corrupt_is_a_one_line_error(tmp_path, rng):
     write_cifar10(tmp_path, rng)
     (tmp_path / "cifar-10-batches-py" / "data_batch_3").write_bytes(b"\x80\x02garbage")
     with pytest.raises(FileNotFoundError, match="data_batch_3|unreadable"):
-        readers.read_cifar(tmp_path, "cifar10")
+        read_cifar(tmp_path, "cifar10")
 
 
 def test_load_cifar10_uses_the_official_test_split(tmp_path, rng):
@@ -158,7 +162,7 @@ def test_read_fashion_mnist_idx(tmp_path, rng, gz):
     for prefix, (x, y) in arrays.items():
         write_idx(sub / f"{prefix}-images-idx3-ubyte{sfx}", x, gz=gz)
         write_idx(sub / f"{prefix}-labels-idx1-ubyte{sfx}", y, gz=gz)
-    d = readers.read_fashion_mnist(tmp_path)
+    d = read_fashion_mnist(tmp_path)
     np.testing.assert_array_equal(d["x_train"][..., 0], arrays["train"][0])
     np.testing.assert_array_equal(d["y_test"], arrays["t10k"][1])
     s = load_dataset("fashion_mnist", data_dir=tmp_path)
@@ -168,9 +172,9 @@ def test_read_fashion_mnist_idx(tmp_path, rng, gz):
 def test_idx_bad_magic_and_missing(tmp_path):
     (tmp_path / "train-images-idx3-ubyte").write_bytes(b"\x01\x02\x03\x04rest")
     with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte.*zalandoresearch"):
-        readers.read_fashion_mnist(tmp_path)
+        read_fashion_mnist(tmp_path)
     with pytest.raises(ValueError, match="not an IDX file"):
-        readers.read_idx(tmp_path / "train-images-idx3-ubyte")
+        read_idx(tmp_path / "train-images-idx3-ubyte")
 
 
 # ----------------------------------------------------------------------------- HDF5 (PCam)
@@ -187,7 +191,7 @@ def test_pcam_hdf5_lazy(tmp_path, rng):
             f["y"] = y
         data[split] = (x, y.reshape(-1))
     d = load_dataset("pcam", data_dir=tmp_path)
-    assert isinstance(d.x_train, readers.H5Images) and d.image_shape == (3, 96, 96)
+    assert isinstance(d.x_train, H5Images) and d.image_shape == (3, 96, 96)
     assert len(d.y_train) == 36 and len(d.y_val) == 4
     idx = torch.tensor([5, 1, 5, 0])                                   # unsorted, repeated
     rows = d.x_train.rows[idx.numpy()]

@@ -2,12 +2,19 @@
 tasks become errors while the rest of the map goes on."""
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
-from ngl.executors import EXECUTORS, Outcome, make_executor
+from ngl.errors import InputError
+from ngl.executors import (EXECUTORS, InlineExecutor, Outcome, ProcessExecutor, check_executor_settings,
+                           make_executor)
 
 
 def _square(x: int) -> int:
@@ -88,3 +95,101 @@ def test_ray_local_instance():
     assert out[0].value == 0 and out[4].value == 40
     assert out[1].error == "RuntimeError: boom second line"
     assert out[2].error is not None and out[2].value is None
+
+
+# ----------------------------------------------------------------------------- issue 20: limits, timeout, Ctrl-C
+def test_make_executor_builds_any_registered_kind(monkeypatch):
+    """The kind is looked up in EXECUTORS (no if/elif): a kind registered there is built by name."""
+    class Echo(InlineExecutor):
+        pass
+
+    monkeypatch.setitem(EXECUTORS._entries, "echo", Echo)      # restored after the test
+    with make_executor("echo", threads=1) as ex:
+        assert type(ex) is Echo
+        assert [o.value for _, o in ex.map_unordered(_square, [3])] == [9]
+
+
+@pytest.mark.parametrize("kind", ["inline", "process", "ray"])
+def test_workers_and_threads_are_capped_at_the_cpu_count_before_any_work(kind, monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    cpus = os.cpu_count() or 1
+    before = len(mp.active_children())
+    with pytest.raises(InputError, match=rf"^1000 workers are more than the {cpus} CPUs this machine "
+                                         rf"has; use at most {cpus} \(tasks are CPU-bound"):
+        make_executor(kind, workers=1000)
+    with pytest.raises(InputError, match=rf"^100000 threads per task are more than the {cpus} CPUs "
+                                         rf"this machine has; use 1\.\.{cpus}$"):
+        make_executor(kind, threads=100_000)
+    for bad in dict(workers=cpus + 1), dict(threads=cpus + 1), dict(threads=0), dict(timeout=float("inf")):
+        with pytest.raises(InputError):
+            check_executor_settings(kind, **bad)
+    assert len(mp.active_children()) == before                    # no process was started
+    assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
+    check_executor_settings(kind, workers=cpus, threads=cpus, timeout=5)    # the limit itself is fine
+
+
+def test_the_cap_follows_the_machine(monkeypatch):
+    import ngl.executors as E
+
+    monkeypatch.setattr(E, "machine_cpus", lambda: 64)
+    check_executor_settings("process", workers=64, threads=64)
+    with pytest.raises(InputError, match="65 workers are more than the 64 CPUs"):
+        E.ProcessExecutor(workers=65)
+
+
+@pytest.mark.slow
+def test_inline_with_a_timeout_runs_in_a_worker_that_can_be_stopped():
+    with make_executor("inline", timeout=2) as ex:
+        assert isinstance(ex, ProcessExecutor) and ex.workers == 1
+        start = time.monotonic()
+        out = dict(ex.map_unordered(time.sleep, [30.0, 0.0]))
+    assert out[30.0].error == "timed out after 2s" and out[0.0].error is None
+    assert time.monotonic() - start < 25
+    with make_executor("inline") as ex:                           # no timeout: in this process
+        assert type(ex) is InlineExecutor
+
+
+_HOLDER = '''
+import multiprocessing, pathlib, time
+
+def hold_a_lock(marker):
+    lock = multiprocessing.RLock()      # what tqdm's bars make in a worker: a named semaphore
+    pathlib.Path(marker).touch()
+    time.sleep(120)
+'''
+
+_DRIVER = '''
+import sys
+from ngl.executors import make_executor
+from holder import hold_a_lock
+
+if __name__ == "__main__":
+    try:
+        with make_executor("process", workers=2) as ex:
+            list(ex.map_unordered(hold_a_lock, [sys.argv[1] + "/a", sys.argv[1] + "/b"]))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+'''
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_workers_without_leaking_their_semaphores(tmp_path):
+    """As ``ngl bench --workers 2`` then Ctrl-C: only the one line, no resource_tracker warning
+    about semaphores the killed workers held."""
+    (tmp_path / "holder.py").write_text(_HOLDER)
+    (tmp_path / "driver.py").write_text(_DRIVER)
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), src])}
+    proc = subprocess.Popen([sys.executable, str(tmp_path / "driver.py"), str(tmp_path)], env=env,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 90
+    while not ((tmp_path / "a").exists() and (tmp_path / "b").exists()):
+        assert time.monotonic() < deadline and proc.poll() is None, "workers never started their tasks"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    start = time.monotonic()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert err.strip() == "interrupted", err
+    assert time.monotonic() - start < 15

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import pytest
 
@@ -46,3 +48,24 @@ def test_read_json_object_errors_name_the_file(tmp_path, content, message):
     with pytest.raises((FileNotFoundError, ValueError), match=message) as info:
         fileio.read_json_object(path, what="grid config")
     assert "grid config" in str(info.value) and str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)],
+                         ids=["022", "027", "077"])
+def test_written_files_honour_the_umask(tmp_path, umask, mode):
+    """Reports and JSON outputs get what ``open(path, "w")`` gives (0644 under umask 022), as the
+    store does, not mkstemp's 0600; a figure too."""
+    old = os.umask(umask)
+    try:
+        written = [fileio.write_json_atomic(tmp_path / "a.json", {"x": 1}),
+                   fileio.write_text_atomic(tmp_path / "r.md", "# report\n"),
+                   fileio.write_csv_atomic(tmp_path / "r.csv", [{"a": 1}], ["a"])]
+        plt = fileio.pyplot()
+        written.append(fileio.save_figure(plt.figure(figsize=(1, 1)), tmp_path / "f.png"))
+        with open(tmp_path / "plain.txt", "w") as fh:                # the reference
+            fh.write("x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode) == mode
+    assert [stat.S_IMODE(p.stat().st_mode) for p in written] == [mode] * 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "f.png", "plain.txt", "r.csv", "r.md"]

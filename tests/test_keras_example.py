@@ -86,7 +86,7 @@ def test_fixture_is_the_native_layout(tmp_path):
 
 
 def test_cifar100_data_path_reads_native_pickles(tmp_path):
-    pytest.importorskip("ngl.data.readers", reason="ngl.data.readers.read_cifar not merged yet")
+    pytest.importorskip("ngl.data.cifar", reason="ngl.data.cifar.read_cifar not merged yet")
     made = write_tiny_cifar100(tmp_path)
     ex = _example()
     args = ex.parse_args(["--data-dir", str(tmp_path), "--max-test", "10"])
@@ -127,7 +127,7 @@ def test_published_model_and_loss():
 
 
 def test_missing_cifar_dir_names_the_expected_path(tmp_path):
-    pytest.importorskip("ngl.data.readers", reason="ngl.data.readers.read_cifar not merged yet")
+    pytest.importorskip("ngl.data.cifar", reason="ngl.data.cifar.read_cifar not merged yet")
     ex = _example()
     with pytest.raises(FileNotFoundError, match="cifar-100-python"):
         ex.load_data(ex.parse_args(["--data-dir", str(tmp_path)]))

@@ -15,8 +15,10 @@ import torch
 
 import ngl.harness.folder as TR
 from ngl.cli import main
-from ngl.data import load_dataset, readers
+from ngl.data import load_dataset
+from ngl.data.cifar import read_cifar
 from ngl.data.images import read_image_tree
+from ngl.data.npz import read_npz
 from ngl.errors import InputError, InputTypeError, UserError
 from ngl.train import OutputError, TrainConfig, train
 
@@ -73,7 +75,7 @@ def test_huge_and_negative_npz_labels_are_refused_by_name(tmp_path, capsys):
     x = np.zeros((6, 4, 4), dtype=np.uint8)
     np.savez(tmp_path / "huge.npz", x=x, y=np.array([0, 1, 0, 1, 0, 2 ** 40]))
     with pytest.raises(InputError, match=r"label 1099511627776 is out of bounds; at most 100000 classes"):
-        readers.read_npz(tmp_path / "huge.npz")
+        read_npz(tmp_path / "huge.npz")
     np.savez(tmp_path / "neg.npz", x=x, y=np.array([0, 1, -3, 1, 0, 1]))
     code, err = _cli(capsys, "--dataset", f"npz:{tmp_path / 'neg.npz'}", "--out", tmp_path / "o")
     assert code == 2 and "label -3 is negative" in err
@@ -228,7 +230,7 @@ def test_malformed_cifar_pickles_name_the_file(tmp_path, payload, match):
     src.mkdir()
     (src / "data_batch_1").write_bytes(payload)
     with pytest.raises(UserError, match=match):
-        readers.read_cifar(tmp_path, "cifar10")
+        read_cifar(tmp_path, "cifar10")
 
 
 @pytest.mark.parametrize("make,match", [

@@ -30,6 +30,7 @@ import json
 import math
 import types
 import typing
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .errors import InputError, InputTypeError
@@ -65,15 +66,62 @@ class HelpParser(argparse.ArgumentParser):
 
 
 def comma_list(kind: type) -> Callable[[str], list]:
-    """argparse ``type`` for comma-separated values (``"0,1,2"`` -> ``[0, 1, 2]``)."""
+    """argparse ``type`` for comma-separated values (``"0,1,2"`` -> ``[0, 1, 2]``).
+
+    Only top-level commas split: a comma inside ``()``, ``[]`` or ``{}`` belongs to its item, so the
+    infixes the search prints stay whole. For text values, a comma inside a path is kept too: when
+    items joined with their commas name an existing file or folder (after a ``name:`` prefix such
+    as ``npz:`` or ``folder:``), they are one item; the longest existing join wins (up to 16 items).
+
+    >>> comma_list(str)("ce,expr:max(p, y) - y * log(p),ngl")
+    ['ce', 'expr:max(p, y) - y * log(p)', 'ngl']
+    >>> comma_list(int)("0, 1,2")
+    [0, 1, 2]
+    """
     def parse(text: str) -> list:
+        parts = _top_level_split(text)
+        if kind is str:
+            parts = _rejoin_paths(parts)
         try:
-            return [kind(t.strip()) for t in text.split(",") if t.strip()]
+            return [kind(t.strip()) for t in parts if t.strip()]
         except ValueError:
             raise argparse.ArgumentTypeError(
                 f"expected comma-separated {kind.__name__} values, got {text!r}") from None
     parse.__name__ = f"list of {kind.__name__}"
     return parse
+
+
+def _top_level_split(text: str) -> list[str]:
+    """``text`` split at the commas outside any bracket pair."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth = max(0, depth - 1)
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    return parts + [text[start:]]
+
+
+def _names_a_path(text: str) -> bool:
+    text = text.strip()
+    head, sep, rest = text.partition(":")
+    try:
+        return Path(rest if sep and head.isidentifier() else text).exists()
+    except (OSError, ValueError):                 # a name too long, a NUL byte
+        return False
+
+
+def _rejoin_paths(parts: list[str], *, window: int = 16) -> list[str]:
+    out, i = [], 0
+    while i < len(parts):
+        j = next((j for j in range(min(len(parts), i + window), i + 1, -1)
+                  if _names_a_path(",".join(parts[i:j]))), i + 1)
+        out.append(",".join(parts[i:j]))
+        i = j
+    return out
 
 
 def _strip_optional(tp: Any) -> tuple[Any, bool]:

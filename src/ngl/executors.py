@@ -10,10 +10,18 @@ worker processes, or on Ray, with one interface.
 A task that raises, runs past ``timeout`` or kills its worker yields an :class:`Outcome` with a
 one-line ``error``; the map goes on. Workers run with ``torch.set_num_threads(threads)`` (1 unless
 given), so ``workers`` processes use ``workers`` cores.
+
+Limits, checked when the executor is built (before any process starts): ``workers`` and
+``threads`` are each at most the machine's CPU count (``os.cpu_count()``; for Ray on a cluster, the
+cluster's CPUs), since training is CPU-bound: more processes than CPUs only share them and
+multiply the memory. A ``timeout`` always applies: ``inline`` with a timeout runs its tasks in
+one worker process, because a task can only be stopped from outside its process.
 """
 from __future__ import annotations
 
+import math
 import multiprocessing as mp
+import operator
 import os
 import signal
 import sys
@@ -26,7 +34,11 @@ from .errors import InputError, one_line as _one_line, require_extra
 from .registry import Registry
 
 __all__ = ["Outcome", "Executor", "InlineExecutor", "ProcessExecutor", "RayExecutor",
-           "EXECUTORS", "make_executor"]
+           "EXECUTORS", "make_executor", "check_executor_settings", "machine_cpus",
+           "check_parallelism"]
+
+#: seconds a worker asked to stop (SIGTERM) gets to exit cleanly before it is killed (SIGKILL)
+STOP_GRACE_S = 5.0
 
 
 @dataclass
@@ -40,6 +52,50 @@ class Outcome:
 
 #: executor kind -> class, registered next to each class; drives ``--executor`` choices.
 EXECUTORS: Registry[type["Executor"]] = Registry("executor")
+
+
+def machine_cpus() -> int:
+    """This machine's CPU count (``os.cpu_count()``, 1 where unknown): the most local workers or
+    threads per task an executor accepts."""
+    return os.cpu_count() or 1
+
+
+def check_parallelism(*, workers: int = 1, threads: int | None = None, cpus: int | None = None,
+                      where: str = "this machine has") -> None:
+    """Refuse ``workers`` or ``threads`` outside ``1 .. cpus`` (default :func:`machine_cpus`) with
+    one line saying why.
+
+    >>> check_parallelism(workers=1000, cpus=16)
+    Traceback (most recent call last):
+    ...
+    ngl.errors.InputError: 1000 workers are more than the 16 CPUs this machine has; use at most 16 (tasks are CPU-bound: more processes only share the CPUs and multiply the memory)
+    """
+    cpus = cpus or machine_cpus()
+    workers = _count("workers", workers)
+    if workers > cpus:
+        raise InputError(f"{workers} workers are more than the {cpus} CPUs {where}; use at most "
+                         f"{cpus} (tasks are CPU-bound: more processes only share the CPUs and "
+                         f"multiply the memory)")
+    if threads is not None and _count("threads", threads) > cpus:
+        raise InputError(f"{threads} threads per task are more than the {cpus} CPUs {where}; "
+                         f"use 1..{cpus}")
+
+
+def _count(name: str, value: Any) -> int:
+    """``value`` as an int >= 1 (NumPy integers too; a bool is no count), else one line."""
+    try:
+        n = operator.index(value)
+    except TypeError:
+        n = 0
+    if isinstance(value, bool) or n < 1:
+        raise InputError(f"{name} must be >= 1, got {value!r}")
+    return n
+
+
+def _check_timeout(timeout: float | None) -> None:
+    if timeout is not None and not (isinstance(timeout, (int, float)) and math.isfinite(timeout)
+                                    and timeout > 0):
+        raise InputError(f"timeout must be a number of seconds > 0 or None, got {timeout!r}")
 
 
 def _set_threads(threads: int) -> None:
@@ -68,6 +124,19 @@ def _call(fn: Callable, item: Any, threads: int | None = None) -> tuple[Any, str
 class Executor:
     """Base class: ``map_unordered(fn, items)`` yields ``(item, Outcome)`` as tasks finish."""
 
+    @classmethod
+    def check_settings(cls, *, workers: int, timeout: float | None, threads: int | None,
+                       ray_address: str | None) -> None:
+        """Refuse settings this kind would refuse, building nothing (one line, see the module)."""
+        check_parallelism(workers=workers, threads=threads)
+        _check_timeout(timeout)
+
+    @classmethod
+    def create(cls, *, workers: int, timeout: float | None, threads: int | None,
+               ray_address: str | None) -> "Executor":
+        """The executor :func:`make_executor` builds for this kind from the common settings."""
+        return cls(workers=workers, timeout=timeout, threads=threads)
+
     def map_unordered(self, fn: Callable, items: Iterable) -> Iterator[tuple[Any, Outcome]]:
         raise NotImplementedError
 
@@ -83,11 +152,21 @@ class Executor:
 
 @EXECUTORS.register("inline")
 class InlineExecutor(Executor):
-    """Run tasks one after another in this process (debugging, tiny grids). ``timeout`` cannot be
-    enforced in-process and is ignored; a task that kills the interpreter kills the caller."""
+    """Run tasks one after another in this process (debugging, tiny grids); a task that kills the
+    interpreter kills the caller. A timeout cannot be enforced in-process, so
+    ``make_executor("inline", timeout=...)`` gives a one-worker :class:`ProcessExecutor` instead."""
 
     def __init__(self, *, threads: int | None = None) -> None:
+        check_parallelism(threads=threads)
         self.threads = threads
+
+    @classmethod
+    def create(cls, *, workers: int, timeout: float | None, threads: int | None,
+               ray_address: str | None) -> Executor:
+        cls.check_settings(workers=workers, timeout=timeout, threads=threads, ray_address=None)
+        if timeout is not None:
+            return ProcessExecutor(workers=1, timeout=timeout, threads=threads)
+        return cls(threads=threads)
 
     def map_unordered(self, fn: Callable, items: Iterable) -> Iterator[tuple[Any, Outcome]]:
         for item in items:
@@ -95,9 +174,17 @@ class InlineExecutor(Executor):
             yield item, Outcome(value, error, wall)
 
 
+def _exit_cleanly(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
 def _worker_main(conn: Any, threads: int) -> None:
-    """Worker process loop: receive ``(fn, item)``, send back ``(value, error, wall)``."""
+    """Worker process loop: receive ``(fn, item)``, send back ``(value, error, wall)``.
+
+    SIGTERM ends the task with ``SystemExit``, so the interpreter exits normally and releases what
+    the task held (a semaphore of tqdm's lock killed with SIGKILL is reported "leaked" at exit)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent handles Ctrl-C and stops us
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     _set_threads(threads)
     while True:
         try:
@@ -134,20 +221,38 @@ class _Worker:
         self.conn.close()
 
 
+def _stop(workers: list[_Worker], *, grace: float = STOP_GRACE_S) -> None:
+    """Stop ``workers``: idle ones are asked to return, busy ones get SIGTERM (a clean exit), and
+    any still alive after ``grace`` seconds is killed."""
+    for w in workers:
+        try:
+            if w.busy:
+                w.proc.terminate()
+            else:
+                w.conn.send(None)
+        except (BrokenPipeError, OSError):
+            pass
+    deadline = time.monotonic() + grace
+    for w in workers:
+        w.proc.join(timeout=max(0.0, deadline - time.monotonic()))
+        w.kill()
+
+
 @EXECUTORS.register("process")
 class ProcessExecutor(Executor):
     """A pool of ``workers`` long-lived processes (``spawn``), one task each at a time.
 
     Unlike ``concurrent.futures``, a worker that dies or hangs past ``timeout`` is killed and
-    replaced and only its task fails; the other tasks and the pool go on.
+    replaced and only its task fails; the other tasks and the pool go on. A worker is stopped with
+    SIGTERM first (its task unwinds and the process exits normally), and SIGKILL only if it is
+    still alive after a grace period: on Ctrl-C, ``close()`` or a consumer that stops early, the
+    unfinished tasks are stopped this way and nothing they held is left behind.
     """
 
     def __init__(self, *, workers: int = 2, timeout: float | None = None, threads: int | None = None,
                  start_method: str = "spawn") -> None:
-        if workers < 1:
-            raise InputError(f"workers must be >= 1, got {workers}")
-        if timeout is not None and not timeout > 0:
-            raise InputError(f"timeout must be > 0 seconds or None, got {timeout}")
+        check_parallelism(workers=workers, threads=threads)
+        _check_timeout(timeout)
         self.workers, self.timeout, self.threads = workers, timeout, threads or 1
         self._ctx = mp.get_context(start_method)
         self._pool: list[_Worker] = []
@@ -158,7 +263,7 @@ class ProcessExecutor(Executor):
             self._pool.append(_Worker(self._ctx, self.threads))
 
     def _replace(self, worker: _Worker) -> None:
-        worker.kill()
+        _stop([worker], grace=1.0)
         self._pool[self._pool.index(worker)] = _Worker(self._ctx, self.threads)
 
     def map_unordered(self, fn: Callable, items: Iterable) -> Iterator[tuple[Any, Outcome]]:
@@ -211,21 +316,15 @@ class ProcessExecutor(Executor):
                     if outcome is not None:
                         w.busy, item, w.item = False, w.item, None
                         yield item, outcome
-        finally:                                  # consumer stopped early: drop unfinished tasks
-            for w in list(self._pool):
-                if w.busy:
-                    self._replace(w)
+        finally:               # consumer stopped early (Ctrl-C, break): stop unfinished tasks
+            busy = [w for w in self._pool if w.busy]
+            if busy:
+                self._pool = [w for w in self._pool if not w.busy]   # the next map starts new ones
+                _stop(busy)
 
     def close(self) -> None:
-        for w in self._pool:
-            try:
-                w.conn.send(None)
-            except (BrokenPipeError, OSError):
-                pass
-        for w in self._pool:
-            w.proc.join(timeout=2)
-            w.kill()
-        self._pool = []
+        pool, self._pool = self._pool, []
+        _stop(pool)
 
 
 @EXECUTORS.register("ray")
@@ -235,11 +334,13 @@ class RayExecutor(Executor):
 
     def __init__(self, *, workers: int = 2, timeout: float | None = None, threads: int | None = None,
                  ray_address: str | None = None) -> None:
+        self.check_settings(workers=workers, timeout=timeout, threads=threads, ray_address=ray_address)
+        address = ray_address or os.environ.get("RAY_ADDRESS")
         ray = require_extra("ray", "ray", what="executor 'ray'")
         self._ray, self.timeout, self.threads = ray, timeout, threads or 1
         self._owns = False
-        if not ray.is_initialized():
-            address = ray_address or os.environ.get("RAY_ADDRESS")
+        connected_here = not ray.is_initialized()
+        if connected_here:
             if address:
                 ray.init(address=address, log_to_driver=False)
             else:
@@ -252,6 +353,28 @@ class RayExecutor(Executor):
         self._remote = ray.remote(num_cpus=1, max_retries=0)(_call)
         # at most one task per CPU in flight, so a task's timeout clock starts when it can run
         self.slots = max(1, int(ray.cluster_resources().get("CPU", workers)))
+        if address:                       # a cluster: its CPUs are the limit, known only now
+            try:
+                check_parallelism(workers=workers, threads=threads, cpus=self.slots,
+                                  where="the Ray cluster has")
+            except InputError:
+                if connected_here:
+                    ray.shutdown()
+                raise
+
+    @classmethod
+    def check_settings(cls, *, workers: int, timeout: float | None, threads: int | None,
+                       ray_address: str | None) -> None:
+        """The timeout; without a cluster address also the local limits (a cluster's CPUs are
+        known only once connected, and checked then)."""
+        _check_timeout(timeout)
+        if not (ray_address or os.environ.get("RAY_ADDRESS")):
+            check_parallelism(workers=workers, threads=threads)
+
+    @classmethod
+    def create(cls, *, workers: int, timeout: float | None, threads: int | None,
+               ray_address: str | None) -> Executor:
+        return cls(workers=workers, timeout=timeout, threads=threads, ray_address=ray_address)
 
     def map_unordered(self, fn: Callable, items: Iterable) -> Iterator[tuple[Any, Outcome]]:
         ray = self._ray
@@ -301,20 +424,26 @@ class RayExecutor(Executor):
 
 def make_executor(kind: str = "inline", *, workers: int = 1, timeout: float | None = None,
                   ray_address: str | None = None, threads: int | None = None) -> Executor:
-    """Build an executor by name.
+    """Build an executor by its name in :data:`EXECUTORS` (the class's ``create``).
 
     Args:
         kind: ``"inline"`` (this process), ``"process"`` (local pool) or ``"ray"``.
-        workers: parallel tasks (processes, or Ray CPUs for a local instance).
-        timeout: seconds per task before it is killed (process, ray); ``None`` = no limit.
+        workers: parallel tasks (processes, or Ray CPUs for a local instance), 1 .. the CPU count.
+        timeout: seconds per task before it is killed; ``None`` = no limit. With ``"inline"``, the
+            tasks then run in one worker process (a task can only be stopped from outside).
         ray_address: Ray cluster address; default ``RAY_ADDRESS`` or a new local instance.
-        threads: intra-op threads per task (default 1).
+        threads: intra-op threads per task (default 1), 1 .. the CPU count.
     Returns:
-        An :class:`Executor` (also a context manager).
+        An :class:`Executor` (also a context manager). Settings out of range raise a one-line
+        :class:`~ngl.errors.InputError` before any process starts.
     """
-    EXECUTORS.get(kind)                          # unknown kind: one line naming the close matches
-    if kind == "inline":
-        return InlineExecutor(threads=threads)
-    if kind == "process":
-        return ProcessExecutor(workers=workers, timeout=timeout, threads=threads)
-    return RayExecutor(workers=workers, timeout=timeout, threads=threads, ray_address=ray_address)
+    return EXECUTORS.get(kind).create(workers=workers, timeout=timeout, threads=threads,
+                                      ray_address=ray_address)
+
+
+def check_executor_settings(kind: str = "inline", *, workers: int = 1, timeout: float | None = None,
+                            ray_address: str | None = None, threads: int | None = None) -> None:
+    """Raise what :func:`make_executor` would raise for these settings, starting nothing (no
+    process, no Ray connection): for a command to call before it records anything."""
+    EXECUTORS.get(kind).check_settings(workers=workers, timeout=timeout, threads=threads,
+                                       ray_address=ray_address)

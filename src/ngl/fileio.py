@@ -1,11 +1,14 @@
 """Atomic file writes and checked JSON reads: every result, checkpoint and config file of ngl goes
-through here, so a crash never leaves half a file and a bad file is a one-line error."""
+through here, so a crash never leaves half a file and a bad file is a one-line error.
+
+A file written here gets the mode a plain ``open(path, "w")`` would give it (``0666`` less the
+umask: ``0644`` under the usual ``022``), not the ``0600`` of a :func:`tempfile.mkstemp` file."""
 from __future__ import annotations
 
 import csv
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -15,11 +18,24 @@ __all__ = ["write_text_atomic", "write_json_atomic", "write_csv_atomic", "read_j
            "pyplot", "save_figure"]
 
 
+def _temp_beside(path: Path, suffix: str) -> tuple[int, str]:
+    """``(fd, name)`` of a new hidden file next to ``path``, created ``0666`` so the umask applies
+    (``O_EXCL``: never an existing file)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}{suffix}")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name next to {path}")
+
+
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
     """Write ``text`` via a temp file in the same folder and ``os.replace``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _temp_beside(path, ".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             fh.write(text)
@@ -78,7 +94,7 @@ def save_figure(fig: Any, path: str | os.PathLike[str], *, dpi: int = 110) -> Pa
     """Save a matplotlib figure as PNG atomically (temp file + ``os.replace``) and close it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp.png")
+    fd, tmp = _temp_beside(path, ".tmp.png")
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")

@@ -30,6 +30,7 @@ class DatasetInfo:
     augment: str = PROTOCOL_AUGMENT    # default augmentation parts ("none" for none)
     flip_safe: bool = True             # a horizontal flip never changes a label
     test_fraction: float = 0.2         # fixed stratified test hold-out when there is no official split
+    check: Callable[[Path], object] | None = None  # data_dir -> raise if files lack (no decoding)
 
     @property
     def augment_why(self) -> str:

@@ -1,5 +1,8 @@
 """Class-per-folder image trees, as directories or the original zip files (malaria, colorectal
-histology, Caltech-101, ``folder:PATH``), decoded once to uint8 arrays and cached."""
+histology, Caltech-101, ``folder:PATH``), decoded once to uint8 arrays and cached.
+
+Hidden entries (a name starting with ``.``: ``.git/``, ``.DS_Store``, macOS' ``._*`` files) and
+``__MACOSX/`` are skipped, so they never become classes or images."""
 from __future__ import annotations
 
 import hashlib
@@ -8,31 +11,57 @@ import os
 import re
 import warnings
 import zipfile
-from pathlib import Path
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable
 
 import numpy as np
 
 from ..errors import InputError
 from .catalog import dataset
-from .readers import MAX_CLASSES, DataError, _missing
+from .checks import MAX_CLASSES, DataError, missing_error
+from .paths import first_existing
 
-__all__ = ["read_image_tree", "read_caltech101", "read_malaria", "read_colorectal"]
+__all__ = ["read_image_tree", "check_image_tree", "read_caltech101", "read_malaria",
+           "read_colorectal"]
 
 
 _IMAGE_EXT = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".ppm", ".webp"}
 
 
-def _tree_entries(source: Path) -> tuple[list[tuple[str, str]], Callable[[str], bytes]]:
-    """``[(class_name, member)]`` and a reader for the images of a folder tree or a zip file."""
+def _visible(parts: Iterable[str]) -> bool:
+    return not any(p.startswith(".") or p == "__MACOSX" for p in parts)
+
+
+def _list_tree(source: Path) -> list[tuple[str, str]]:
+    """``[(class_name, member)]`` of the images of a folder tree or a zip file (listing only)."""
     if source.is_dir():
-        entries = [(p.parent.name, str(p)) for p in sorted(source.rglob("*"))
-                   if p.suffix.lower() in _IMAGE_EXT and p.parent != source and p.is_file()]
-        return entries, lambda m: Path(m).read_bytes()
-    zf = zipfile.ZipFile(source)
-    names = sorted(n for n in zf.namelist()
-                   if Path(n).suffix.lower() in _IMAGE_EXT and "/" in n and "__MACOSX" not in n)
-    return [(Path(n).parent.name, n) for n in names], zf.read
+        return [(p.parent.name, str(p)) for p in sorted(source.rglob("*"))
+                if p.suffix.lower() in _IMAGE_EXT and p.parent != source
+                and _visible(p.relative_to(source).parts) and p.is_file()]
+    with zipfile.ZipFile(source) as zf:
+        names = sorted(n for n in zf.namelist() if Path(n).suffix.lower() in _IMAGE_EXT
+                       and "/" in n and _visible(PurePosixPath(n).parts))
+    return [(PurePosixPath(n).parent.name, n) for n in names]
+
+
+def _tree_entries(source: Path, exclude: Iterable[str], what: str,
+                  url: str) -> list[tuple[str, str]]:
+    """:func:`_list_tree` without the ``exclude`` classes; the missing error if there is none."""
+    try:
+        entries = _list_tree(source)
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise missing_error(f"{what} ({exc})", [source], url) from None
+    entries = [(c, m) for c, m in entries if c not in set(exclude)]
+    if not entries:
+        raise missing_error(f"{what} (no images in class sub-folders)", [source], url)
+    return entries
+
+
+def _reader(source: Path) -> Callable[[str], bytes]:
+    if source.is_dir():
+        return lambda m: Path(m).read_bytes()
+    return zipfile.ZipFile(source).read
 
 
 def _tree_key(source: Path, entries: list[tuple[str, str]], size: int) -> str:
@@ -48,6 +77,13 @@ def _tree_key(source: Path, entries: list[tuple[str, str]], size: int) -> str:
     return h.hexdigest()[:20]
 
 
+def check_image_tree(source: str | Path, *, exclude: Iterable[str] = (), what: str = "image folder",
+                     url: str = "your own data") -> None:
+    """The tree :func:`read_image_tree` would read is there and lists at least one image in a
+    class sub-folder (a listing: nothing is decoded)."""
+    _tree_entries(Path(source), exclude, what, url)
+
+
 def read_image_tree(source: str | Path, *, size: int, exclude: Iterable[str] = (),
                     what: str = "image folder", url: str = "your own data",
                     cache_dir: str | Path | None = None) -> dict:
@@ -58,13 +94,7 @@ def read_image_tree(source: str | Path, *, size: int, exclude: Iterable[str] = (
     the files' names, sizes and mtimes) so later runs skip decoding; an unwritable cache is skipped.
     """
     source = Path(source)
-    try:
-        entries, read = _tree_entries(source)
-    except (OSError, zipfile.BadZipFile) as exc:
-        raise _missing(f"{what} ({exc})", [source], url) from None
-    entries = [(c, m) for c, m in entries if c not in set(exclude)]
-    if not entries:
-        raise _missing(f"{what} (no images in class sub-folders)", [source], url)
+    entries = _tree_entries(source, exclude, what, url)
     cache = None
     if cache_dir is not None:
         cache = Path(cache_dir) / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', what)}_{size}_{_tree_key(source, entries, size)}.npz"
@@ -74,7 +104,7 @@ def read_image_tree(source: str | Path, *, size: int, exclude: Iterable[str] = (
                     return {"x_train": f["x"], "y_train": f["y"], "classes": [str(c) for c in f["classes"]]}
             except (OSError, ValueError, KeyError, zipfile.BadZipFile):
                 pass                                          # rebuild a damaged cache
-    out = _decode_tree(entries, read, size=size, what=what, url=url)
+    out = _decode_tree(entries, _reader(source), size=size, what=what, url=url)
     if cache is not None:
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
@@ -119,55 +149,65 @@ def _decode(read, member: str, *, size: int, what: str, url: str) -> np.ndarray:
                         f"get a fresh copy from {url}") from None
 
 
-def _tree_source(root: Path, candidates: list[str]) -> Path | None:
-    for c in candidates:
-        p = root / c
-        if p.exists():
-            return p
-    return None
+@dataclass(frozen=True)
+class _Tree:
+    """Where a named tree dataset lies under the data folder, and what to say when it does not."""
+    name: str
+    expected: str                   # the files, for the missing message
+    candidates: tuple[str, ...]     # under the data folder, first found wins
+    url: str
+    exclude: tuple[str, ...] = ()
+
+    def source(self, root: Path) -> Path:
+        src = first_existing(root, list(self.candidates))
+        if src is None:
+            raise missing_error(f"{self.name} {self.expected}", [root / c for c in self.candidates],
+                                self.url)
+        return src
+
+    def check(self, root: str | Path) -> None:
+        check_image_tree(self.source(Path(root)), exclude=self.exclude, what=self.name, url=self.url)
+
+    def read(self, root: str | Path, size: int) -> dict:
+        root = Path(root)
+        return read_image_tree(self.source(root), size=size, exclude=self.exclude, what=self.name,
+                               url=self.url, cache_dir=root / ".ngl_cache")
+
+
+_STEM = "Kather_texture_2016_image_tiles_5000"
+_CALTECH = _Tree("caltech101", "101_ObjectCategories/<class>/*.jpg",
+                 ("101_ObjectCategories", "caltech101/101_ObjectCategories"),
+                 "https://data.caltech.edu/records/mzrjq-6wc02 (101_ObjectCategories)",
+                 exclude=("BACKGROUND_Google",))
+_MALARIA = _Tree("malaria", "cell_images.zip or cell_images/{Parasitized,Uninfected}/*.png",
+                 ("cell_images", "malaria/cell_images", "cell_images.zip", "malaria/cell_images.zip"),
+                 "https://lhncbc.nlm.nih.gov/LHC-research/LHC-projects/image-processing/malaria-datasheet.html")
+_COLORECTAL = _Tree("colorectal_histology", f"{_STEM}.zip or {_STEM}/<class>/*.tif",
+                    (_STEM, f"colorectal_histology/{_STEM}", f"{_STEM}.zip",
+                     f"colorectal_histology/{_STEM}.zip"),
+                    f"https://zenodo.org/record/53169 ({_STEM}.zip)")
 
 
 @dataset("caltech101", "Caltech-101, 101 classes (BACKGROUND_Google excluded), resized to 128x128",
-         "101_ObjectCategories/<class>/*.jpg", "https://data.caltech.edu/records/mzrjq-6wc02")
+         "101_ObjectCategories/<class>/*.jpg", "https://data.caltech.edu/records/mzrjq-6wc02",
+         check=_CALTECH.check)
 def read_caltech101(root: str | Path, *, size: int = 128) -> dict:
     """Caltech-101 from ``101_ObjectCategories/`` (also under ``caltech101/``); the
     ``BACKGROUND_Google`` clutter class is excluded as torchvision does."""
-    root = Path(root)
-    cands = ["101_ObjectCategories", "caltech101/101_ObjectCategories"]
-    url = "https://data.caltech.edu/records/mzrjq-6wc02 (101_ObjectCategories)"
-    src = _tree_source(root, cands)
-    if src is None:
-        raise _missing("caltech101 101_ObjectCategories/<class>/*.jpg", [root / c for c in cands], url)
-    return read_image_tree(src, size=size, exclude=("BACKGROUND_Google",), what="caltech101", url=url,
-                           cache_dir=root / ".ngl_cache")
+    return _CALTECH.read(root, size)
 
 
 @dataset("malaria", "NIH malaria cell images, 2 classes, 27,558, resized to 64x64",
          "cell_images.zip or cell_images/{Parasitized,Uninfected}/*.png",
-         "https://lhncbc.nlm.nih.gov/LHC-research/LHC-projects/image-processing/malaria-datasheet.html")
+         "https://lhncbc.nlm.nih.gov/LHC-research/LHC-projects/image-processing/malaria-datasheet.html",
+         check=_MALARIA.check)
 def read_malaria(root: str | Path, *, size: int = 64) -> dict:
     """NIH malaria cells from ``cell_images/{Parasitized,Uninfected}`` or ``cell_images.zip``."""
-    root = Path(root)
-    cands = ["cell_images", "malaria/cell_images", "cell_images.zip", "malaria/cell_images.zip"]
-    url = "https://lhncbc.nlm.nih.gov/LHC-research/LHC-projects/image-processing/malaria-datasheet.html"
-    src = _tree_source(root, cands)
-    if src is None:
-        raise _missing("malaria cell_images.zip or cell_images/{Parasitized,Uninfected}/*.png",
-                       [root / c for c in cands], url)
-    return read_image_tree(src, size=size, what="malaria", url=url, cache_dir=root / ".ngl_cache")
+    return _MALARIA.read(root, size)
 
 
 @dataset("colorectal_histology", "Kather 2016 colorectal histology tiles, 8 classes, 5,000, 150x150",
-         "Kather_texture_2016_image_tiles_5000.zip or its folder", "https://zenodo.org/record/53169")
+         f"{_STEM}.zip or its folder", "https://zenodo.org/record/53169", check=_COLORECTAL.check)
 def read_colorectal(root: str | Path, *, size: int = 150) -> dict:
     """Kather 2016 colorectal histology tiles (8 class folders of .tif), folder or original zip."""
-    root = Path(root)
-    stem = "Kather_texture_2016_image_tiles_5000"
-    cands = [stem, f"colorectal_histology/{stem}", f"{stem}.zip", f"colorectal_histology/{stem}.zip"]
-    url = "https://zenodo.org/record/53169 (Kather_texture_2016_image_tiles_5000.zip)"
-    src = _tree_source(root, cands)
-    if src is None:
-        raise _missing(f"colorectal_histology {stem}.zip or {stem}/<class>/*.tif",
-                       [root / c for c in cands], url)
-    return read_image_tree(src, size=size, what="colorectal_histology", url=url,
-                           cache_dir=root / ".ngl_cache")
+    return _COLORECTAL.read(root, size)

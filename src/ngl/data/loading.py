@@ -20,12 +20,14 @@ import torch
 from torch import Tensor
 
 from ..errors import InputError
-from . import images as _images  # noqa: F401  (registers its datasets)
-from . import readers as R
+from . import digits, cifar, idx, pcam, images  # noqa: F401  (each registers its datasets, in this order)
 from .augment import PROTOCOL_AUGMENT, USER_DATA_AUGMENT
 from .catalog import DATASETS, USER_DATA_SOURCE, DatasetInfo, register_dataset
-from .images import read_image_tree
-from .readers import MAX_CLASSES, check_labels
+from .checks import MAX_CLASSES, check_labels, check_test_split
+from .images import check_image_tree, read_image_tree
+from .npz import check_npz, read_npz
+from .paths import env_data_dir
+from .pcam import H5Images
 from .splits import PROTOCOL_SEED, add_label_noise, stratified_split, stratified_subset
 
 __all__ = ["DatasetInfo", "DataSplits", "DATASETS", "register_dataset", "list_datasets",
@@ -63,25 +65,27 @@ def list_datasets() -> list[str]:
 def get_dataset_info(name: str) -> DatasetInfo:
     if name.startswith("folder:"):
         path = name[len("folder:"):]
-        return DatasetInfo(name, lambda _d: read_image_tree(path, size=64, what=f"folder {path}"),
+        what = f"folder {path}"
+        return DatasetInfo(name, lambda _d: read_image_tree(path, size=64, what=what),
                            "your class-per-folder image tree (resized to 64x64)",
                            "PATH/<class>/*.png|jpg|...", USER_DATA_SOURCE, augment=USER_DATA_AUGMENT,
-                           flip_safe=False)
+                           flip_safe=False, check=lambda _d: check_image_tree(path, what=what))
     if name.startswith("npz:"):
         path = name[len("npz:"):]
-        return DatasetInfo(name, lambda _d: R.read_npz(path), "your arrays x, y[, x_test, y_test]",
-                           "PATH.npz", USER_DATA_SOURCE, augment=USER_DATA_AUGMENT, flip_safe=False)
+        return DatasetInfo(name, lambda _d: read_npz(path), "your arrays x, y[, x_test, y_test]",
+                           "PATH.npz", USER_DATA_SOURCE, augment=USER_DATA_AUGMENT, flip_safe=False,
+                           check=lambda _d: check_npz(path))
     return DATASETS.get(name)
 
 
 def _nchw(x) -> object:
-    if isinstance(x, R.H5Images):
+    if isinstance(x, H5Images):
         return x
     return torch.from_numpy(np.ascontiguousarray(np.asarray(x).transpose(0, 3, 1, 2)))
 
 
 def _subset(x, idx: np.ndarray):
-    if isinstance(x, R.H5Images):
+    if isinstance(x, H5Images):
         return x.subset(idx)
     return x[idx]
 
@@ -103,13 +107,14 @@ def load_dataset(name: str, *, data_dir: str | Path | None = None, seed: int = 0
     Then a stratified ``train_fraction`` subset and symmetric ``label_noise``, both seeded by ``seed``.
     """
     info = get_dataset_info(name)
-    raw = info.read(R.env_data_dir(data_dir))
+    raw = info.read(env_data_dir(data_dir))
     x, y = raw["x_train"], np.asarray(raw["y_train"], dtype=np.int64)
     check_labels(y, f"dataset {name!r}")
     _require_two_classes(name, y)
     if "x_test" in raw:
         x_test, y_test = raw["x_test"], np.asarray(raw["y_test"], dtype=np.int64)
         check_labels(y_test, f"dataset {name!r} (test split)")
+        check_test_split(name, x, y, x_test, y_test)
     else:
         keep, hold = stratified_split(y, info.test_fraction, seed=PROTOCOL_SEED)
         x_test, y_test = _subset(x, hold), y[hold]

@@ -49,12 +49,12 @@ _DIGITS: dict[int, Any] = {}
 
 
 def _digits(seed: int) -> Any:
-    """Digits as flat float32 in [0, 1], split 70/30 stratified (``ngl.data.readers.read_digits``)."""
+    """Digits as flat float32 in [0, 1], split 70/30 stratified (``ngl.data.digits.read_digits``)."""
     if seed not in _DIGITS:
         import numpy as np
         from sklearn.model_selection import train_test_split
 
-        from ..data.readers import read_digits
+        from ..data.digits import read_digits
 
         raw = read_digits()
         x = (raw["x_train"].reshape(len(raw["x_train"]), -1) / 255.0).astype(np.float32)
