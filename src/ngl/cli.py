@@ -124,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except UserError as exc:
-        print(f"{command}: error: {one_line(exc)}", file=sys.stderr)
+        lines = getattr(exc, "problems", None)      # several problems: one line each (DatasetsMissingError)
+        print(f"{command}: error: {str(exc) if lines else one_line(exc)}", file=sys.stderr)
         return 2
 
 

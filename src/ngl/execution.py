@@ -37,10 +37,12 @@ class Execution:
     executor: str = opt("auto", "auto: process if --workers > 1, else inline; inline: this process; "
                         "process: a local pool of --workers; ray: RAY_ADDRESS or a local Ray instance",
                         group=EXEC_GROUP, choices=_executor_names)
-    workers: int = opt(1, "parallel runs, >= 1", group=EXEC_GROUP)
-    threads: int = opt(1, f"torch threads per run, 1..{MAX_THREADS}", group=EXEC_GROUP)
-    timeout: float | None = opt(None, "seconds per run before it is killed and recorded as failed",
-                                group=EXEC_GROUP)
+    workers: int = opt(1, "parallel runs, 1 to the machine's CPU count (a Ray cluster's CPUs with "
+                          "--executor ray)", group=EXEC_GROUP)
+    threads: int = opt(1, "torch threads per run, 1 to the machine's CPU count", group=EXEC_GROUP)
+    timeout: float | None = opt(None, "seconds per run before it is stopped and recorded as failed; with "
+                                      "one worker the runs then go to one worker process (a run can only "
+                                      "be stopped from outside its process)", group=EXEC_GROUP)
     ray_address: str | None = opt(None, "Ray cluster address (default: RAY_ADDRESS or a local instance)",
                                   group=EXEC_GROUP)
 
@@ -67,6 +69,10 @@ class Execution:
         if self.kind == "ray":
             from .errors import require_extra
             require_extra("ray", "ray", what="--executor ray")
+        from .executors import check_executor_settings
+
+        check_executor_settings(self.kind, workers=self.workers, timeout=self.timeout,
+                                ray_address=self.ray_address, threads=self.threads)
         return self
 
     def make(self) -> Any:

@@ -225,6 +225,9 @@ def run_bench(args: argparse.Namespace, *, title: str = "ngl benchmark report") 
                                      "epochs": c.epochs}))
         print(f"{len(runs)} runs")
         return 0
+    from ..data import check_datasets_available
+
+    check_datasets_available(dict.fromkeys((r.config.dataset, r.config.data_dir) for r in runs))
     return _execute(args, execution, grid, runs, sources, title)
 
 
@@ -248,7 +251,9 @@ def _execute(args: argparse.Namespace, execution: Any, grid: Any, runs: list, so
     with ResultStore(out / "results.sqlite") as store:           # takes the store's lock first
         _save(out / "grid.json", json.dumps({"grid": {**grid.__dict__}, "runs": len(runs),
                                                          "sources": sources}, indent=2, default=list) + "\n")
-        print(f"ngl bench: {len(runs)} runs ({execution.kind} executor, {execution.workers} worker(s)) -> "
+        where = "one worker process for the timeout" if execution.kind == "inline" and execution.timeout \
+            else f"{execution.workers} worker(s)"
+        print(f"ngl bench: {len(runs)} runs ({execution.kind} executor, {where}) -> "
               f"{out / 'results.sqlite'}", file=sys.stderr)
         store.set_meta("last_grid", [r.key for r in runs])
         store.record_sources(sources)

@@ -23,7 +23,7 @@ __all__ = ["MAX_CLASSES", "MAX_IMAGE_SIDE", "DataError", "missing_error", "check
 MAX_CLASSES = 100_000
 #: the largest image side a dataset may hold, in px (``ngl.train.MAX_IMAGE_SIZE``: a larger image
 #: is never trained, so it is refused before it is decompressed)
-MAX_IMAGE_SIDE = 2048
+from ..runspec import MAX_IMAGE_SIZE as MAX_IMAGE_SIDE  # noqa: E402  (the one cap)
 
 
 class DataError(MissingFileError):

@@ -310,8 +310,11 @@ def run_search(config: SearchConfig, out_dir: str | os.PathLike[str], *, resume:
         FITNESS.get(config.fitness)              # an unknown name: one line with close matches
     fitness: str | Callable = fitness_fn if fitness_fn is not None else config.fitness
     if fitness == "train":
+        from ..data import check_datasets_available
+
         for task in config.fitness_tasks().values():
             check_task(task)
+        check_datasets_available((t.dataset, t.data_dir) for t in config.fitness_tasks().values())
     pset = make_pset(const_range=config.const_range, primitives=config.primitives)
     tb = make_toolbox(pset, tournament_size=config.tournament_size, max_height=config.max_height,
                       init_max_height=config.init_max_height)
