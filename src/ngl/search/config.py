@@ -186,8 +186,9 @@ class SearchConfig:
                 ("validate_seeds", self.validate_seeds >= 2, ">= 2")]
 
     def fitness_tasks(self) -> dict[str, TrainConfig]:
-        """The fitness tasks as they run (the execution's threads): ``search`` and ``task2``."""
-        tasks = {"search": self.task, "task2": self.task2}
+        """The fitness tasks as they run (the execution's threads): ``search`` and ``task2`` (the
+        ``linear`` fitness has one fixed problem, so one task)."""
+        tasks = {"search": self.task, "task2": self.task2 if self.fitness != "linear" else None}
         return {name: dataclasses.replace(t, threads=self.execution.threads, loss="ce")
                 for name, t in tasks.items() if t is not None}
 
