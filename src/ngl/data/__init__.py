@@ -8,6 +8,7 @@
 ['digits', 'cifar10', 'cifar100']
 """
 from . import images, readers
+from . import synthetic  # noqa: F401  (registers the embedded digits28 and shapes28)
 from .augment import AUGMENT_PARTS, augment_batch, parse_augment
 from .loading import (DATASETS, MAX_CLASSES, DatasetInfo, DataSplits, get_dataset_info, list_datasets,
                        load_dataset, register_dataset, take)
