@@ -14,6 +14,7 @@ check is in :mod:`~ngl.data.checks`, where files are looked for in :mod:`~ngl.da
 whether a dataset is there at all (without reading it) in :mod:`~ngl.data.availability`.
 """
 from . import digits, cifar, idx, pcam, images, npz  # noqa: I001  (registration = listing order)
+from . import synthetic  # noqa: F401  (registers the embedded digits28 and shapes28)
 from .augment import AUGMENT_PARTS, augment_batch, parse_augment
 from .availability import DatasetsMissingError, check_dataset_available, check_datasets_available
 from .checks import MAX_IMAGE_SIDE, DataError

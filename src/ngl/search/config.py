@@ -45,9 +45,9 @@ DEFAULT_TASK = TrainConfig(dataset="digits", model="mlp", label_noise=0.4, val_f
 #: where bounded losses that win on the 8x8 task under-fit
 DEFAULT_TASK2 = TrainConfig(dataset="digits28", model="mlp", label_noise=0.4, val_fraction=0.2, epochs=3,
                             batch_size=64, lr=1e-3, threads=1, device="cpu")
-#: the default transfer task of the validation: a dataset the fitness never saw, another model
-DEFAULT_TRANSFER = TrainConfig(dataset="digits", model="cnn_small", label_noise=0.2, epochs=12,
-                               batch_size=64, lr=2e-3, threads=1, device="cpu")
+#: the default transfer task of the validation: a dataset the fitness never saw (synthetic shapes)
+DEFAULT_TRANSFER = TrainConfig(dataset="shapes28", model="mlp", label_noise=0.2, val_fraction=0.2, epochs=6,
+                               batch_size=64, lr=1e-3, threads=1, device="cpu")
 #: TrainConfig fields that get no search flag: the search sets them per run (loss, seed) or takes
 #: them from ``--threads`` (execution)
 TASK_SKIP = ("loss", "loss_kwargs", "seed", "threads")
