@@ -24,6 +24,8 @@ VAL_SAMPLES = 431                      # digits' validation split at val_fractio
 #: a loss that trains as CE until some p exceeds ~0.5, then is NaN (0 * inf)
 NAN_LATER = "expr:-(y * log(p)) + 0 * exp(exp(exp(3 * p)))"
 INF_AT_ONCE = "expr:exp(exp(1 / p))"
+#: finite (exp(-inf) = 0) but with a NaN gradient (0 * inf) once some p exceeds ~0.5
+GRAD_NAN = "expr:-(y * log(p)) + exp(-exp(exp(exp(3 * p))))"
 
 
 def short_task(**kw) -> TrainConfig:
@@ -107,10 +109,22 @@ def test_a_diverging_member_leaves_the_others_unchanged():
     task = short_task()
     base = [("ce", 0), ("expr:exp(-(y * p))", 1), ("expr:square(p - y)", 0)]
     alone = train_population(task, base)
-    mixed = train_population(task, [base[0], (NAN_LATER, 0), base[1], (INF_AT_ONCE, 1), base[2]])
-    assert [m.status for m in mixed] == ["ok", "diverged", "ok", "diverged", "ok"]
-    for a, b in zip(alone, [mixed[0], mixed[2], mixed[4]]):
+    mixed = train_population(task, [base[0], (NAN_LATER, 0), base[1], (INF_AT_ONCE, 1), (GRAD_NAN, 0),
+                                    base[2]])
+    assert [m.status for m in mixed] == ["ok", "diverged", "ok", "diverged", "diverged", "ok"]
+    for a, b in zip(alone, [mixed[0], mixed[2], mixed[5]]):
         assert a == b
+
+
+def test_a_member_with_a_non_finite_gradient_is_frozen_before_its_update():
+    """The harness steps on the NaN gradient and stops at the next step's NaN loss; the batched
+    member stops one step earlier, with the same validation history."""
+    task = short_task()
+    got = train_population(task, [(GRAD_NAN, 0)])[0]
+    ref = harness(task, GRAD_NAN, 0)
+    assert ref.status == got.status == "diverged" and "loss nan" in ref.error
+    assert "non-finite gradient" in got.reason and got.steps == ref.steps - 1
+    assert got.history == history(ref) and got.val_accuracy == ref.val_accuracy is not None
 
 
 def test_chunks_and_the_executor_task_give_the_results_of_one_batch():

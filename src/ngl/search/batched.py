@@ -36,7 +36,7 @@ from torch import Tensor
 
 from ..errors import InputError
 from .batched_parts import (BatchedUnsupported, LossGroups, MemberSchedules, StackedAdam, StackedModel,
-                            build_loss)
+                            build_loss, loss_order)
 
 __all__ = ["MemberResult", "BatchedUnsupported", "train_population", "population_items",
            "population_task"]
@@ -204,7 +204,7 @@ def _train_chunk(task: Any, members: list[Member], device: torch.device, criteri
                  progress: bool) -> list[MemberResult]:
     from ..models import get_model_info
 
-    order = sorted(range(len(members)), key=lambda i: (members[i][0], members[i][1]))
+    order = sorted(range(len(members)), key=lambda i: (loss_order(members[i][0], criteria), members[i][1]))
     ordered = [members[i] for i in order]
     seeds = sorted({s for _, s in members})
     old_threads = torch.get_num_threads()
@@ -294,19 +294,18 @@ class _Population:
         with _autocast(self.device, self.task.amp):
             logits = self.model(xb)
         logits = logits.float()
-        logits.retain_grad()
-        losses = self.losses(logits, yb, self.model)
+        roots, losses = self.losses(logits, yb, self.model)
         params = list(self.model.params.values())
         for p in params:
             p.grad = None
-        losses.sum().backward()
+        torch.autograd.backward(roots)
         self.step_count += 1
-        self.loss_sum += losses.detach() * yb.shape[1]
+        self.loss_sum += losses * yb.shape[1]
         self.correct += (logits.detach().argmax(-1) == yb).sum(-1)
         self.seen += yb.shape[1]
         grads = [p.grad for p in params]
         bad_loss = ~torch.isfinite(self.loss_sum)
-        bad = bad_loss | ~torch.isfinite(logits.grad).flatten(1).all(1)
+        bad = bad_loss | ~torch.isfinite(self.model.logit_grad_sums()).all(1)
         if bool(bad.any()):
             rows = self._freeze(bad, bad_loss, epoch)
             grads = [g.index_select(0, rows) for g in grads]

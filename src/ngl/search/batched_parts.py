@@ -12,8 +12,8 @@ Every part keeps the population on a leading member axis ``M`` and computes what
   learning rate); equal to one ``torch.optim.Adam`` per member bit for bit (a test);
 - :class:`MemberSchedules`: one ``ReduceLROnPlateau`` per member, stepped on that member's
   validation accuracy;
-- :class:`LossGroups`: members with the same loss are contiguous; an expression loss is evaluated
-  once over its members' stacked slice, a registered loss member by member, as the harness does.
+- :class:`LossGroups`: an expression loss is evaluated once over its members' stacked slice, a
+  registered loss member by member, as the harness calls it.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from torch.func import stack_module_state
 from .. import expr as E
 
 __all__ = ["BatchedUnsupported", "StackedModel", "StackedAdam", "MemberSchedules", "LossGroups",
-           "build_loss"]
+           "loss_order", "build_loss"]
 
 
 class BatchedUnsupported(NotImplementedError):
@@ -97,6 +97,8 @@ class StackedModel:
                 f"model {name!r} is not a stack of Linear and ReLU layers; its batched form would not "
                 f"train exactly as the harness does (convolutions under vmap round differently): "
                 f"train it one run at a time")
+        if layers[-1][0] != "linear":
+            raise BatchedUnsupported(f"model {name!r} does not end in a Linear layer; train it one run at a time")
         self.layers = layers
         params, _ = stack_module_state(models)
         self.params: dict[str, Tensor] = params
@@ -110,6 +112,11 @@ class StackedModel:
             else:
                 x = torch.relu_(x)               # as nn.ReLU(inplace=True); the layers keep their inputs
         return x
+
+    def logit_grad_sums(self) -> Tensor:
+        """``(M, C)``: each member's gradient of the logits summed over its batch (the output
+        layer's bias gradient, after a backward pass); non-finite where any of it was."""
+        return self.params[f"{self.layers[-1][1]}.bias"].grad
 
     def keep(self, rows: Tensor) -> None:
         """Keep only members ``rows`` (a long tensor of positions), in that order."""
@@ -232,59 +239,68 @@ class _TorchOps:
         return self._consts[key]
 
 
-def _evaluate(tree: E.Expr, p: Tensor, y: Tensor, ops: _TorchOps) -> Tensor:
-    """``E.evaluate(tree, p, y, namespace="torch")``, with ``ops``' constants."""
+def _evaluate(tree: E.Expr, p: Tensor, y: Tensor, ops: _TorchOps, pad: bool) -> Tensor:
+    """``E.evaluate(tree, p, y, namespace="torch")`` with ``ops``' constants; ``pad``: the tree
+    lacks ``p`` or ``y`` (its value is broadcast to their shape, as there)."""
     from ..expr.tree import fold
 
     out = fold(tree, p=p, y=y, const=lambda v: ops.const(v, p), apply=lambda prim, args: prim.fn(ops, *args))
-    if tree.symbols != {"p", "y"}:       # keep the broadcast shape when a variable is missing, as there
-        out = out + 0 * p + 0 * y
-    return out
+    return out + 0 * p + 0 * y if pad else out
 
 
 class LossGroups:
-    """Per-member training losses of a population whose members are ordered by loss.
+    """Per-member training losses of a population ordered by :func:`loss_order`: the members of
+    expression losses first (one softmax over all of them, then each expression once over its
+    members' stacked slice), then those of registered losses, each called as the harness calls it.
 
-    ``specs[i]`` is member ``i``'s loss; equal specs must be contiguous. ``criteria`` maps a spec
-    to its module (built once by :func:`build_loss`).
+    ``specs[i]`` is member ``i``'s loss; ``criteria`` maps a spec to its module (built once by
+    :func:`build_loss`).
     """
 
     def __init__(self, specs: list[str], criteria: dict[str, nn.Module]) -> None:
-        self.groups: list[tuple[int, nn.Module, E.Expr | None]] = []   # (size, module, expression)
+        self.trees: list[tuple[int, E.Expr, bool]] = []       # (members, tree, lacks p or y)
+        self.modules: list[nn.Module] = []                    # one per member of a registered loss
+        last = None
         for spec in specs:
-            if self.groups and self.groups[-1][1] is criteria[spec]:
-                size, module, tree = self.groups[-1]
-                self.groups[-1] = (size + 1, module, tree)
+            tree = _expression_of(criteria[spec])
+            if tree is None:
+                self.modules.append(criteria[spec])
+            elif self.modules:
+                raise ValueError("members of expression losses must come first (loss_order)")
+            elif last is criteria[spec]:
+                self.trees[-1] = (self.trees[-1][0] + 1, tree, self.trees[-1][2])
             else:
-                if any(module is criteria[spec] for _, module, _ in self.groups):
-                    raise ValueError("members of one loss must be contiguous")
-                self.groups.append((1, criteria[spec], _expression_of(criteria[spec])))
-        self.any_expression = any(tree is not None for *_, tree in self.groups)
+                self.trees.append((1, tree, tree.symbols != {"p", "y"}))
+            last = criteria[spec]
+        self.n_expression = sum(size for size, *_ in self.trees)
         self._ops = _TorchOps()
 
-    def __call__(self, logits: Tensor, labels: Tensor, model: StackedModel) -> Tensor:
-        """Losses ``(M,)`` of logits ``(M, B, C)`` (float32) and labels ``(M, B)``; summing them
-        and back-propagating gives each member exactly its own loss's gradient."""
-        onehot = F.one_hot(labels, logits.shape[-1]).to(logits.dtype) if self.any_expression else None
-        sizes = [size for size, *_ in self.groups]
-        chunks = logits.split(sizes)
-        label_chunks = labels.split(sizes)
-        onehots = onehot.split(sizes) if onehot is not None else [None] * len(sizes)
-        out, first = [], 0
-        for (size, module, tree), z, y, yh in zip(self.groups, chunks, label_chunks, onehots):
-            if tree is not None:        # expression_loss over the stacked slice: class mean, batch mean
-                p = torch.softmax(z, dim=-1)
-                out.append(_evaluate(tree, p, yh, self._ops).mean(-1).mean(-1))
-            else:
-                out.append(torch.stack([self._module_loss(module, zi, yi, model, first + j)
-                                        for j, (zi, yi) in enumerate(zip(z.unbind(0), y.unbind(0)))]))
-            first += size
-        return torch.cat(out) if len(out) > 1 else out[0]
+    def __call__(self, logits: Tensor, labels: Tensor, model: StackedModel) -> tuple[list[Tensor], Tensor]:
+        """``(roots, losses)`` for logits ``(M, B, C)`` (float32) and labels ``(M, B)``: ``losses``
+        ``(M,)`` (detached); back-propagating ``roots`` (scalars) gives each member exactly the
+        gradient of its own loss."""
+        roots, values = [], []
+        ne = self.n_expression
+        if ne:
+            p = torch.softmax(logits[:ne], dim=-1)
+            onehot = F.one_hot(labels[:ne], logits.shape[-1]).to(logits.dtype)
+            sizes = [size for size, *_ in self.trees]
+            for (_, tree, pad), pk, yk in zip(self.trees, p.split(sizes), onehot.split(sizes)):
+                out = _evaluate(tree, pk, yk, self._ops, pad)
+                per_member = out.mean(-1).mean(-1)            # expression_loss: class mean, batch mean
+                roots.append(per_member.sum())
+                values.append(per_member.detach())
+        for i, module in enumerate(self.modules, start=ne):
+            loss = module(logits[i], labels[i])
+            penalty = getattr(module, "penalty", None)
+            if penalty is not None:
+                loss = loss + penalty(model.member_parameters(i))
+            roots.append(loss)
+            values.append(loss.detach().reshape(1))
+        return roots, torch.cat(values)
 
-    @staticmethod
-    def _module_loss(module: nn.Module, z: Tensor, y: Tensor, model: StackedModel, i: int) -> Tensor:
-        loss = module(z, y)
-        penalty = getattr(module, "penalty", None)
-        if penalty is not None:
-            loss = loss + penalty(model.member_parameters(i))
-        return loss
+
+def loss_order(spec: str, criteria: dict[str, nn.Module]) -> tuple[bool, str]:
+    """Sort key of a member's loss for :class:`LossGroups`: expression losses first, equal specs
+    together."""
+    return _expression_of(criteria[spec]) is None, spec
