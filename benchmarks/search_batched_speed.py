@@ -167,12 +167,18 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.quick:
         args.losses, args.max_steps, args.repeats = 4, 60, 1
-    print(measure(args.losses, args.seeds, args.repeats, args.max_steps, args.seed, Path(args.out)))
+    doc = measure(args.losses, args.seeds, args.repeats, args.max_steps, args.seed)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    os.replace(tmp, out)
+    print(summary(doc) + f"\nwrote {out}")
     return 0
 
 
-def measure(losses: int, seeds: int, repeats: int, max_steps: int | None, seed: int, out: Path | None) -> str:
-    """Run the comparison; write ``out`` (JSON) when given; return a short summary."""
+def measure(losses: int, seeds: int, repeats: int, max_steps: int | None, seed: int) -> dict:
+    """The comparison's record (what the JSON holds)."""
     torch.set_num_threads(1)
     task = default_task(max_steps)
     specs = candidate_losses(losses, seed) + ["ce"]
@@ -184,24 +190,24 @@ def measure(losses: int, seeds: int, repeats: int, max_steps: int | None, seed: 
             "probe_gflops": f["gflop"] / probe_s, "probe_s": probe_s}
     res["probe_ratio"] = res["probe_gflops"] / res["batched_gflops"]
     res["targets"] = {"speedup_ge_4": res["speedup"] >= 4, "within_2x_of_probe": res["probe_ratio"] <= 2}
-    doc = {"benchmark": "search_batched_speed", "task": task.to_dict(), "losses": specs, "seeds": seeds,
-           "members": len(members), "flops": {k: v for k, v in f.items() if k != "shapes"}, **res,
-           "machine": {"python": sys.version.split()[0], "torch": torch.__version__, "cpus": os.cpu_count(),
-                       "platform": platform.platform()},
-           "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(doc, indent=2) + "\n")
-        os.replace(tmp, out)
-    return (f"{len(members)} runs ({losses} losses x {seeds} seeds + CE), 1 thread, load {res['load_average_1min']}\n"
-            f"  today's path: {res['today_runs_per_cpu_s']:.2f} runs/CPU-s ({res['today_cpu_s']:.1f} CPU-s)\n"
-            f"  batched:      {res['batched_runs_per_cpu_s']:.2f} runs/CPU-s ({res['batched_cpu_s']:.1f} CPU-s): "
-            f"{res['speedup']:.2f}x (target >= 4)\n"
-            f"  same final validation accuracy: {res['same_val_accuracy']}/{len(members)}, within one sample: "
-            f"{res['within_one_sample']}/{len(members)}\n"
-            f"  {res['batched_gflops']:.1f} GFLOP/s achieved, probe {res['probe_gflops']:.1f} GFLOP/s: "
-            f"{res['probe_ratio']:.2f}x from the limit (target <= 2)" + (f"\nwrote {out}" if out else ""))
+    return {"benchmark": "search_batched_speed", "task": task.to_dict(), "losses": specs, "seeds": seeds,
+            "members": len(members), "flops": {k: v for k, v in f.items() if k != "shapes"}, **res,
+            "machine": {"python": sys.version.split()[0], "torch": torch.__version__, "cpus": os.cpu_count(),
+                        "platform": platform.platform()},
+            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def summary(doc: dict) -> str:
+    n = doc["members"]
+    return (f"{n} runs ({len(doc['losses']) - 1} losses + CE, x {doc['seeds']} seeds), 1 thread, load "
+            f"{', '.join(f'{v:.1f}' for v in doc['load_average_1min'])}\n"
+            f"  today's path: {doc['today_runs_per_cpu_s']:.2f} runs/CPU-s ({doc['today_cpu_s']:.1f} CPU-s)\n"
+            f"  batched:      {doc['batched_runs_per_cpu_s']:.2f} runs/CPU-s ({doc['batched_cpu_s']:.1f} CPU-s): "
+            f"{doc['speedup']:.2f}x (target >= 4)\n"
+            f"  same final validation accuracy: {doc['same_val_accuracy']}/{n}, within one sample: "
+            f"{doc['within_one_sample']}/{n}\n"
+            f"  {doc['batched_gflops']:.1f} GFLOP/s achieved, probe {doc['probe_gflops']:.1f} GFLOP/s: "
+            f"{doc['probe_ratio']:.2f}x from the limit (target <= 2)")
 
 
 if __name__ == "__main__":

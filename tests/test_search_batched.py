@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from ngl.errors import InputError
-from ngl.search.batched import (BatchedUnsupported, population_items, population_task,
-                                train_population)
+from ngl.search.batched import (BatchedUnsupported, population_fitness, population_items,
+                                population_task, train_population)
 from ngl.search.batched_parts import StackedAdam, StackedModel
 from ngl.train import TrainConfig, train
 
@@ -82,6 +82,35 @@ def test_stacked_mlp_forward_and_gradients_equal_nn_linear_bit_for_bit():
         assert torch.equal(out[i], ref)
         for name, p in model.named_parameters():
             assert torch.equal(stacked.params[name].grad[i], p.grad), name
+
+
+def test_stacked_mlp_under_autocast_computes_in_bfloat16_with_float32_gradients():
+    """The CUDA path (bf16 autocast, as the harness's AMP) exercised on the CPU's autocast."""
+    from ngl.models import build_model
+
+    torch.manual_seed(0)
+    models = [build_model("mlp", num_classes=10, in_channels=1, image_size=8) for _ in range(2)]
+    stacked = StackedModel(models, name="mlp")
+    x, g = torch.randn(2, 16, 1, 8, 8), torch.randn(2, 16, 10)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = stacked(x)
+        refs = [m(x[i]) for i, m in enumerate(models)]
+    assert out.dtype == refs[0].dtype == torch.bfloat16
+    out.float().backward(g)
+    for i, (m, ref) in enumerate(zip(models, refs)):
+        ref.float().backward(g[i])
+        assert torch.allclose(out[i].float(), ref.float(), atol=0.02, rtol=0.02)
+        for name, p in m.named_parameters():
+            got = stacked.params[name].grad[i]
+            assert got.dtype == torch.float32 and torch.allclose(got, p.grad, atol=0.05, rtol=0.05), name
+
+
+def test_population_fitness_is_the_mean_over_seeds_and_none_for_a_diverged_run():
+    task = short_task(max_steps=16)
+    infixes = ["square(p - y)", INF_AT_ONCE[len("expr:"):]]
+    fit = population_fitness(task, infixes, [0, 1])
+    runs = train_population(task, [("expr:square(p - y)", 0), ("expr:square(p - y)", 1)])
+    assert fit == [(runs[0].val_accuracy + runs[1].val_accuracy) / 2, None]
 
 
 def test_batched_histories_equal_the_harness_bit_for_bit():

@@ -38,8 +38,8 @@ from ..errors import InputError
 from .batched_parts import (BatchedUnsupported, LossGroups, MemberSchedules, StackedAdam, StackedModel,
                             build_loss, loss_order)
 
-__all__ = ["MemberResult", "BatchedUnsupported", "train_population", "population_items",
-           "population_task"]
+__all__ = ["MemberResult", "BatchedUnsupported", "train_population", "population_fitness",
+           "population_items", "population_task"]
 
 
 @dataclass
@@ -116,6 +116,25 @@ def train_population(task: Any, members: Iterable[Sequence[Any]], *, device: str
     for _, chunk, _ in items:
         results += _train_chunk(task, chunk, dev, criteria, cache, progress)
     return results
+
+
+def population_fitness(task: Any, infixes: Sequence[str], seeds: Sequence[int], *, device: str = "cpu",
+                       chunk_size: int | None = None) -> list[float | None]:
+    """The ``train`` fitness of each loss expression, batched: the mean final validation accuracy
+    of its runs on ``seeds`` (every expression on the same seeds), None where one diverged.
+
+    A CMA-ES generation of constants, or a GP generation, is one call:
+    ``population_fitness(task, [E.to_infix(t) for t in trees], [0, 1])``.
+    """
+    seeds = list(seeds)
+    results = train_population(task, [("expr:" + infix, s) for infix in infixes for s in seeds],
+                               device=device, chunk_size=chunk_size)
+    out: list[float | None] = []
+    for i in range(len(infixes)):
+        runs = results[i * len(seeds):(i + 1) * len(seeds)]
+        ok = all(r.status == "ok" and r.val_accuracy is not None for r in runs)
+        out.append(sum(r.val_accuracy for r in runs) / len(runs) if ok else None)
+    return out
 
 
 # --------------------------------------------------------------------------- data
