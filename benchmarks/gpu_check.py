@@ -7,6 +7,9 @@
    ``ngl_loss(..., fast=False)`` (the published formula, float64).
 2. A few AMP (bfloat16 autocast) train steps of resnet50 at 224 px and inception_v3 at 299 px
    (``ngl.models.build_model``, the paper's head) with NGL and with CE, in images/s.
+3. The batched search fitness (``ngl.search.batched``) on CUDA: 64, 256 and 1024 (loss, seed)
+   members of the default fitness task trained at once, in members per second, beside the
+   harness's runs per second one at a time.
 
 Writes JSON to ``--out``. Without CUDA it prints one line and exits 0; ``--smoke`` runs every part
 on CPU with tiny sizes (a check of this script, not a measurement).
@@ -142,6 +145,38 @@ def train_rows(device: torch.device, models, steps: int, batch: int) -> list[dic
     return rows
 
 
+BATCHED_SPECS = ["ce", "expr:square(p - y)", "expr:exp(-(y * p))", "expr:exp(2.4092 - p * (1 + y)) - cos(cos(sin(p)))"]
+
+
+def batched_rows(device: torch.device, sizes, steps: int) -> list[dict]:
+    """Members per second of the batched search fitness (:func:`ngl.search.batched.train_population`,
+    the search's default task: digits, mlp, 40% noise, batch 64) beside the harness, one run at a time."""
+    from ngl.search.batched import train_population
+    from ngl.train import TrainConfig, train
+
+    task = TrainConfig(dataset="digits", model="mlp", label_noise=0.4, val_fraction=0.3, max_steps=steps,
+                       epochs=10_000, batch_size=64, lr=2e-3, threads=1, device=device.type)
+    members = lambda n: [(BATCHED_SPECS[i % len(BATCHED_SPECS)], i // len(BATCHED_SPECS)) for i in range(n)]  # noqa: E731
+    train_population(task, members(2), device=device.type)                    # warm-up
+    t0 = time.perf_counter()
+    for spec, seed in members(2):
+        train(TrainConfig.from_dict({**task.to_dict(), "loss": spec, "seed": seed}), progress=False)
+    harness_per_s = 2 / (time.perf_counter() - t0)
+    rows = []
+    for n in sizes:
+        sync(device)
+        t0 = time.perf_counter()
+        res = train_population(task, members(n), device=device.type)
+        sync(device)
+        wall = time.perf_counter() - t0
+        rows.append({"members": n, "steps": steps, "wall_s": wall, "members_per_s": n / wall,
+                     "harness_runs_per_s": harness_per_s, "speedup": n / wall / harness_per_s,
+                     "ok": sum(r.status == "ok" for r in res)})
+        print(f"batched search fitness: {n:5d} members x {steps} steps: {wall:7.2f} s, {n / wall:8.1f} "
+              f"members/s ({rows[-1]['speedup']:.1f}x the harness's {harness_per_s:.2f} runs/s)", flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/gpu_check.json"))
@@ -155,11 +190,13 @@ def main(argv: list[str] | None = None) -> int:
         WARMUP, device = 1, torch.device("cpu")
         torch.set_num_threads(1)     # a shared CPU: no thread-pool stalls in the script check
         shapes, models, args.iters, args.steps, args.batch = [(8, 10), (2, 5, 4, 4)], [("resnet50", 32), ("inception_v3", 75)], 2, 1, 2
+        batched_sizes, batched_steps = [4], 5
     elif not torch.cuda.is_available():
         print("gpu_check: no CUDA GPU available here; nothing measured (run it on a machine with one)")
         return 0
     else:
         device, shapes, models = torch.device("cuda"), SHAPES, MODELS
+        batched_sizes, batched_steps = [64, 256, 1024], 300
     torch.backends.cudnn.benchmark = True
     info = {"benchmark": "gpu_check", "smoke": args.smoke, "torch": torch.__version__,
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
@@ -167,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(info))
     info["losses"] = loss_rows(device, shapes, (torch.float32, torch.bfloat16), args.iters)
     info["train"] = train_rows(device, models, args.steps, args.batch)
+    info["batched_search"] = batched_rows(device, batched_sizes, batched_steps)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_suffix(".tmp")
     tmp.write_text(json.dumps(info, indent=2))

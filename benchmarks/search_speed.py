@@ -3,12 +3,16 @@
 1. candidates screened per second by the rejection screen vs the time of one full fitness
    evaluation (target: one screen < 2% of one evaluation);
 2. full fitness evaluations per minute with 1 and 2 worker processes (target: speed-up >= 1.7x);
-3. cache-hit and rejection rates over a search with the default GP settings.
+3. cache-hit and rejection rates over a search with the default GP settings;
+4. with ``--parts batched`` (not in the default parts): training runs per CPU-second of the
+   search's fitness, today's path vs the batched engine, and GFLOP/s beside a batched-matmul
+   probe (``search_batched_speed.py``; its full record is that script's own JSON).
 
 Writes ``benchmarks/results/search_speed.json``.
 
     python benchmarks/search_speed.py                 # harness fitness if ngl.train exists
     python benchmarks/search_speed.py --quick         # smaller, for a smoke test
+    python benchmarks/search_speed.py --parts batched # adds "batched" to the existing file
 """
 from __future__ import annotations
 
@@ -118,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
     ap.add_argument("--parts", default="screen,workers,search",
-                    help="which measurements to (re)run; the others are kept from an existing --out file")
+                    help="which measurements to (re)run (screen, workers, search, batched); the others are "
+                         "kept from an existing --out file")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -157,6 +162,15 @@ def main(argv: list[str] | None = None) -> int:
         out["speedup_2_workers"] = runs[1]["evaluations_per_minute"] / runs[0]["evaluations_per_minute"]
         out["speedup_target_met"] = out["speedup_2_workers"] >= 1.7
         out["load_average_1min"] = os.getloadavg()[0]
+    if "batched" in parts:
+        from search_batched_speed import measure, summary
+
+        print("batched fitness vs today's path ...", flush=True)
+        doc = measure(4 if args.quick else 16, 2, 1 if args.quick else 2, 60 if args.quick else None, args.seed)
+        print(summary(doc), flush=True)
+        out["batched"] = {k: doc[k] for k in ("members", "today_runs_per_cpu_s", "batched_runs_per_cpu_s",
+                                             "speedup", "same_val_accuracy", "batched_gflops", "probe_gflops",
+                                             "probe_ratio", "targets", "load_average_1min")}
     if "search" in parts:
         print(f"search ({args.generations} generations, default GP settings) ...", flush=True)
         out["search"] = bench_search(args.generations, args.seed)
