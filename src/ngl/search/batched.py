@@ -39,7 +39,7 @@ from .batched_parts import (BatchedUnsupported, LossGroups, MemberSchedules, Sta
                             build_loss, loss_order)
 
 __all__ = ["MemberResult", "BatchedUnsupported", "train_population", "population_fitness",
-           "population_items", "population_task"]
+           "population_items", "population_task", "supports"]
 
 
 @dataclass
@@ -107,7 +107,7 @@ def train_population(task: Any, members: Iterable[Sequence[Any]], *, device: str
     """
     from ..train import resolve_device
 
-    task.validate()
+    task.check()
     dev = resolve_device(device)
     items = population_items(task, members, chunk_size=chunk_size, device=device)
     criteria = {spec: build_loss(spec, **task.loss_kwargs).to(dev) for _, chunk, _ in items for spec, _ in chunk}
@@ -135,6 +135,18 @@ def population_fitness(task: Any, infixes: Sequence[str], seeds: Sequence[int], 
         ok = all(r.status == "ok" and r.val_accuracy is not None for r in runs)
         out.append(sum(r.val_accuracy for r in runs) / len(runs) if ok else None)
     return out
+
+
+def supports(task: Any) -> bool:
+    """Whether :func:`train_population` trains ``task`` exactly (an MLP, no augmentation, data in
+    memory, one training-split size), checked on the data of seed 0 without training."""
+    if task.model != "mlp":
+        return False
+    try:
+        _load(task, [0], torch.device("cpu"), {})
+    except BatchedUnsupported:
+        return False
+    return True
 
 
 # --------------------------------------------------------------------------- data
