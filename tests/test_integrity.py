@@ -206,7 +206,7 @@ CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);"""
 def test_schema_version_recorded_checked_and_migrated(tmp_path, capsys):
     new = tmp_path / "new.sqlite"
     ResultStore(new).close()
-    assert sqlite3.connect(new).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 1
+    assert sqlite3.connect(new).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
     # a store of the unversioned format (before this change): read as is, upgraded by a writer
     old = tmp_path / "old.sqlite"
     cfg = {"dataset": "digits", "model": "cnn_small", "loss": "ce", "seed": 0}
@@ -221,18 +221,23 @@ def test_schema_version_recorded_checked_and_migrated(tmp_path, capsys):
     assert sqlite3.connect(old).execute("PRAGMA user_version").fetchone()[0] == 0
     with ResultStore(old) as w:
         assert w.status_of([run_key(cfg)]) == {run_key(cfg): "ok"}
-    assert sqlite3.connect(old).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    with sqlite3.connect(old) as c:          # upgraded in place: the grids tables added, rows kept
+        assert c.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert {"runs", "meta", "grids", "grid_runs"} <= tables
+        assert c.execute("SELECT test_accuracy FROM runs").fetchall() == [(0.9,)]
+    c.close()
     # a newer one: one line naming both versions
     future = tmp_path / "future.sqlite"
     with sqlite3.connect(future) as c:
         c.executescript(_V0)
         c.execute("PRAGMA user_version=7")
     c.close()
-    with pytest.raises(StoreError, match=r"schema version 7; this ngl reads versions up to 1"):
+    with pytest.raises(StoreError, match=r"schema version 7; this ngl reads versions up to 2"):
         ResultStore(future)
     assert main(["report", str(future), "--out", str(tmp_path / "r"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "version 7" in err and "up to 1" in err and len(err.splitlines()) == 1
+    assert "version 7" in err and "up to 2" in err and len(err.splitlines()) == 1
 
 
 # -- item 9: the whole grid is checked before the first run ---------------------------------------

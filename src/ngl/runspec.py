@@ -19,6 +19,7 @@ True
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -45,6 +46,8 @@ AUGMENT_PARTS = ("flip", "shift", "zoom")
 IGNORED_IN_KEY = frozenset({"device", "threads", "data_dir"})
 
 _WHAT, _PROTOCOL, _EXEC = "what to train", "protocol", "execution and output"
+#: a class's resolved annotations, computed once (``get_type_hints`` is most of a check's cost)
+_type_hints = functools.lru_cache(maxsize=None)(typing.get_type_hints)
 
 
 def parse_augment(spec: bool | str) -> tuple[str, ...]:
@@ -128,7 +131,7 @@ class TrainConfig:
     def check(self) -> "TrainConfig":
         """``self`` if every field has its type and range, else one
         :class:`~ngl.errors.InputTypeError` / :class:`~ngl.errors.InputError` line naming the field."""
-        hints = typing.get_type_hints(type(self))
+        hints = _type_hints(type(self))
         for f in fields(self):
             check_value("TrainConfig", f.name, hints[f.name], getattr(self, f.name))
         for name, ok, want in self._range_checks():
@@ -218,15 +221,28 @@ def pin_loss(spec: Any) -> tuple[Any, str | None]:
     if not isinstance(spec, str):
         return spec, None
     is_expr = spec.startswith("expr:")
-    if not is_expr and not is_expression_spec(spec, registered=_registered_if_file(spec)):
+    if is_expr:
+        return _pin_infix(spec), None
+    if not is_expression_spec(spec, registered=_registered_if_file(spec)):
         return spec, None
+    return _pin(spec, is_expr=False), str(spec)
+
+
+@functools.lru_cache(maxsize=4096)
+def _pin_infix(spec: str) -> str:
+    """An ``expr:`` spec's canonical form: a function of the text alone, so computed once per text
+    (a grid keys every run; a file's content may change and is read each time)."""
+    return _pin(spec, is_expr=True)
+
+
+def _pin(spec: str, *, is_expr: bool) -> str:
     from . import expr as E
 
     try:
         tree = E.parse(spec[5:]) if is_expr else E.load(spec)
     except (OSError, ValueError) as exc:      # ExprError is a ValueError; a missing file an OSError
         raise InputError(f"loss {spec!r}: {' '.join(str(exc).split())}") from None
-    return "expr:" + E.to_infix(tree), (None if is_expr else str(spec))
+    return "expr:" + E.to_infix(tree)
 
 
 def _registered_if_file(spec: str) -> typing.Container[str]:

@@ -2,15 +2,19 @@
 seeds, expanded into resolved training configs, each with a stable key that makes resume exact."""
 from __future__ import annotations
 
+import copy
+import dataclasses
 import itertools
+import json
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from ..config import opt
 from ..errors import InputError
-from ..runspec import TrainConfig, pin_loss, run_key
+from ..runspec import IGNORED_IN_KEY, TrainConfig, canonical, pin_loss, run_key
 
-__all__ = ["Grid", "PRESETS", "PlannedRun", "expand", "plan", "AXES", "grid_shape", "pin_grid"]
+__all__ = ["Grid", "PRESETS", "PlannedRun", "Expansion", "expand", "plan", "AXES", "grid_shape", "pin_grid",
+           "grid_settings", "KEY_FIELDS", "SETTING_FIELDS"]
 
 #: the grid's axes in expansion order, as ``ngl bench`` prints its shape
 AXES = ("datasets", "variants", "models", "losses", "seeds")
@@ -95,9 +99,68 @@ class PlannedRun:
     config: TrainConfig
 
 
+#: each axis: (Grid field, TrainConfig field, conversion), in expansion order
+_AXIS_FIELDS = (("datasets", "dataset", str), ("label_noise", "label_noise", float),
+                ("train_fraction", "train_fraction", float), ("models", "model", str),
+                ("losses", "loss", str), ("seeds", "seed", int))
+
+
+class Expansion:
+    """The runs of a grid, checked up front and made on demand.
+
+    Building it checks every setting a run can have: the first run (``grid.base`` and each axis's
+    first value) and then each value of each axis in that run, once
+    (:meth:`~ngl.runspec.TrainConfig.check` bounds each field on its own, so a combination is valid
+    when each of its values is). A bad value on any axis is one line here, before any run.
+    Iterating makes each run's config from plain dicts and keys it once (:func:`run_key`), in a fixed
+    order (dataset variant, model, loss, seed); ``len`` is the number of runs (repeated axis values
+    count once). Only the keys seen are held, so a dry run of 200,000 runs streams.
+
+    >>> e = Expansion(Grid(losses=("ce", "ngl"), seeds=(0, 1, 1)))
+    >>> len(e), [r.config.loss for r in e][:3]
+    (4, ['ce', 'ce', 'ngl'])
+    """
+
+    def __init__(self, grid: Grid) -> None:
+        losses = _losses(grid)
+        _check_axes(grid, losses)
+        values = {"datasets": grid.datasets, "label_noise": grid.label_noise,
+                  "train_fraction": grid.train_fraction, "models": grid.models,
+                  "losses": tuple(pin_loss(spec)[0] for spec in losses), "seeds": grid.seeds}
+        head = {name: kind(values[axis][0]) for axis, name, kind in _AXIS_FIELDS}
+        first = TrainConfig.from_dict({**grid.base, **head}, what="run setting").check()
+        self.base = first.to_dict()
+        self.axes: dict[str, list[Any]] = {}
+        self.samples: list[TrainConfig] = []      # one checked run per axis value
+        for axis, name, kind in _AXIS_FIELDS:
+            checked = {}
+            for raw in values[axis]:
+                cfg = dataclasses.replace(first, **{name: kind(raw)}).check()
+                if getattr(cfg, name) not in checked:
+                    checked[getattr(cfg, name)] = cfg
+            self.axes[name] = list(checked)
+            self.samples += checked.values()
+
+    def __len__(self) -> int:
+        n = 1
+        for vals in self.axes.values():
+            n *= len(vals)
+        return n
+
+    def __iter__(self) -> Iterator[PlannedRun]:
+        names = list(self.axes)
+        kwargs = self.base["loss_kwargs"]      # each run gets its own copy
+        seen: set[str] = set()
+        for combo in itertools.product(*self.axes.values()):
+            d = {**self.base, **dict(zip(names, combo)), "loss_kwargs": copy.deepcopy(kwargs) if kwargs else {}}
+            key = run_key(d)
+            if key not in seen:
+                seen.add(key)
+                yield PlannedRun(key, TrainConfig(**d))
+
+
 def expand(grid: Grid) -> list[PlannedRun]:
-    """All runs of ``grid``, in a fixed order (dataset variant, model, loss, seed), each built,
-    checked and keyed once.
+    """All runs of ``grid`` (:class:`Expansion`), each built, checked and keyed once.
 
     Empty ``losses`` means every registered loss (``ngl.losses.list_losses``); an expression-file
     loss is pinned to its content (:func:`~ngl.runspec.pin_loss`), read once per spec. Every
@@ -107,17 +170,7 @@ def expand(grid: Grid) -> list[PlannedRun]:
     >>> [r.config.loss for r in expand(Grid(losses=("ce", "expr:p*y"), seeds=(0,)))]
     ['ce', 'expr:p * y']
     """
-    losses = _losses(grid)
-    _check_axes(grid, losses)
-    pinned = tuple(pin_loss(spec)[0] for spec in losses)
-    base = TrainConfig.from_dict(grid.base, what="run setting").to_dict()
-    combos = itertools.product(grid.datasets, grid.label_noise, grid.train_fraction, grid.models, pinned,
-                               grid.seeds)
-    configs = (TrainConfig.from_dict({**base, "dataset": ds, "model": model, "loss": loss, "seed": int(seed),
-                                      "label_noise": float(noise), "train_fraction": float(frac)},
-                                     what="run setting")
-               for ds, noise, frac, model, loss, seed in combos)
-    return plan(configs, pin=False)
+    return list(Expansion(grid))
 
 
 def plan(configs: Iterable[TrainConfig], *, pin: bool = True) -> list[PlannedRun]:
@@ -143,3 +196,47 @@ def pin_grid(grid: Grid) -> tuple[Grid, dict[str, list[str]]]:
         if source is not None and source not in sources.setdefault(spec, []):
             sources[spec].append(source)
     return grid.replace(losses=tuple(pinned)), sources
+
+
+#: the run-key fields a report does not already split or average over: where two sets of runs
+#: differ in one of these, their cells are different experiments
+SETTING_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig)
+                       if f.name not in IGNORED_IN_KEY
+                       and f.name not in ("dataset", "label_noise", "train_fraction", "model", "loss", "seed"))
+#: the TrainConfig fields of a run key, in field order
+KEY_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name not in IGNORED_IN_KEY)
+
+
+def _value_id(value: Any) -> tuple[str, Any]:
+    """A hashable identity of a setting's value: ``1`` and ``1.0`` are one, ``True`` is not ``1``."""
+    if isinstance(value, bool) or value is None:
+        return "b", value
+    if isinstance(value, (int, float)):
+        return "n", value
+    if isinstance(value, str):
+        return "s", value
+    return "j", json.dumps(canonical(value), sort_keys=True)
+
+
+def grid_settings(configs: Iterable[Any]) -> dict[str, list[Any]]:
+    """``{field: sorted distinct values}`` over run configs (mappings or TrainConfigs) for each field
+    of a run key (:data:`KEY_FIELDS`; a field missing from a stored config counts as its default):
+    the summary a store keeps of a grid and compares grids by.
+
+    >>> s = grid_settings(r.config for r in expand(Grid(losses=("ce", "ngl"), seeds=(1, 0))))
+    >>> s["loss"], s["seed"], s["epochs"]
+    (['ce', 'ngl'], [0, 1], [20])
+    """
+    defaults = TrainConfig().to_dict()
+    seen: dict[str, dict[tuple[str, Any], Any]] = {name: {} for name in KEY_FIELDS}
+    for c in configs:
+        d = c.to_dict() if isinstance(c, TrainConfig) else c
+        for name in KEY_FIELDS:
+            v = canonical(d.get(name, defaults[name]))
+            seen[name].setdefault(_value_id(v), v)
+    return {name: [vals[k] for k in sorted(vals, key=_order)] for name, vals in seen.items()}
+
+
+def _order(value_id: tuple[str, Any]) -> tuple[str, Any]:
+    kind, v = value_id                   # None < False < True; numbers; text
+    return (kind, -1 if v is None else int(v)) if kind == "b" else (kind, v)

@@ -52,15 +52,15 @@ def _result(outcome: Any) -> dict[str, Any]:
 
 
 def run_grid(runs: list[PlannedRun], store: ResultStore, *, executor: Executor,
-             task: Callable[[TrainConfig], dict[str, Any]] = train_task, retry_failed: bool = False,
+             task: Callable[[TrainConfig], dict[str, Any]] | None = None, retry_failed: bool = False,
              progress: bool = True, echo: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run every config of ``configs`` that the store has not finished.
+    """Run every run of ``runs`` that the store has not finished.
 
     Args:
         runs: keyed run specs (:func:`~ngl.bench.grid.expand`).
         store: the results database; new runs are added as pending.
         executor: where runs execute (:func:`ngl.executors.make_executor`).
-        task: module-level ``TrainConfig -> RunResult.to_dict()``; default :func:`train_task`.
+        task: module-level ``TrainConfig -> RunResult.to_dict()``; default (None) :func:`train_task`.
         retry_failed: also rerun runs that finished with status ``failed``.
         progress: show one overall tqdm bar (runs done / total, ETA).
         echo: called with a one-line summary per finished run (default: written above the bar).
@@ -71,6 +71,7 @@ def run_grid(runs: list[PlannedRun], store: ResultStore, *, executor: Executor,
             is in the store, and rerunning resumes.
     """
     start = time.perf_counter()
+    task = train_task if task is None else task
     store.add((r.key, r.config.to_dict()) for r in runs)
     interrupted = store.reset(["running"])
     if retry_failed:

@@ -7,19 +7,23 @@ What it guarantees (see the README's "What is guaranteed"):
 - one writer at a time: a writer holds an OS lock (``fcntl.flock``) on ``<db>.lock`` for as long as
   it is open, and a second writer gets :class:`StoreLockedError` naming the holder;
 - the schema version is ``PRAGMA user_version`` (:data:`SCHEMA_VERSION`); a newer store, a foreign
-  SQLite file or a damaged one is refused with one line;
+  SQLite file or a damaged one is refused with one line; an older one is read as is and upgraded in
+  place by the next writer;
+- every grid a bench ran is recorded (:meth:`ResultStore.record_grid`: an id, its settings, its run
+  keys, when it ran), so a report shows exactly one grid's runs however many share the store;
 - a reader (``readonly=True``, :func:`open_readonly`) opens the file with SQLite's ``mode=ro``: it
   never creates tables, switches the journal or writes anything, so it works on read-only storage.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Sequence
 from urllib.parse import quote
 
 from ..errors import InputError, MissingFileError, UserError
@@ -32,9 +36,11 @@ __all__ = ["ResultStore", "STATUSES", "FINISHED", "open_readonly", "SCHEMA_VERSI
 #: ok / diverged / failed: finished.
 STATUSES = ("pending", "running", "ok", "diverged", "failed")
 FINISHED = ("ok", "diverged", "failed")
-#: ``PRAGMA user_version`` of the stores this ngl writes. 0: the unversioned format before it
-#: (same tables; opened and upgraded in place by a writer, read as is by a reader).
-SCHEMA_VERSION = 1
+#: ``PRAGMA user_version`` of the stores this ngl writes; an older store is read as is by a reader
+#: and upgraded in place by a writer. 0: the unversioned format (runs and meta); 1: the same
+#: tables, versioned (a ``last_grid`` meta entry holds the last grid's keys); 2: grids recorded
+#: (``grids``, ``grid_runs``; a version-1 ``last_grid`` becomes grid 1).
+SCHEMA_VERSION = 2
 #: a failed write is tried this many times (seconds to wait before each retry) before giving up
 WRITE_RETRIES = (0.2, 1.0)
 
@@ -73,6 +79,20 @@ CREATE TABLE IF NOT EXISTS runs (
     updated_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS grids (
+    id INTEGER PRIMARY KEY,
+    fingerprint TEXT NOT NULL UNIQUE,
+    settings TEXT NOT NULL,
+    runs INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    ran_at REAL NOT NULL,
+    seq INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS grid_runs (
+    grid INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    PRIMARY KEY (grid, key)
+) WITHOUT ROWID;
 """
 _COLUMNS = ("key", "config", "dataset", "model", "loss", "seed", "status", "history", "test_accuracy",
             "val_accuracy", "best_val_accuracy", "epochs_run", "steps", "wall_time", "error",
@@ -210,19 +230,29 @@ class ResultStore:
         fresh = _check_format(self.path, version, tables, columns)
         if not fresh:
             _quick_check(self.path, self._db)
-        self.version = version
+        self.version, self._tables = version, tables
         if self.readonly:
             return
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        if fresh or version < SCHEMA_VERSION:     # create, or upgrade the unversioned format
+        if fresh or version < SCHEMA_VERSION:     # create, or upgrade an older format in place
             with self._db:
                 self._db.execute("BEGIN IMMEDIATE")
                 for stmt in _SCHEMA.split(";"):
                     if stmt.strip():
                         self._db.execute(stmt)
+                self._adopt_last_grid()
                 self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            self.version = SCHEMA_VERSION
+            self.version, self._tables = SCHEMA_VERSION, _inspect(self._db)[1]
+
+    def _adopt_last_grid(self) -> None:
+        """Upgrade: a version-1 store's ``last_grid`` meta entry becomes grid 1 (inside the open
+        transaction)."""
+        legacy = self._legacy_grid()
+        if legacy is not None and not self._db.execute("SELECT 1 FROM grids").fetchone():
+            info, keys = legacy
+            self._insert_grid(keys, info["settings"], info["ran_at"])
+            self._db.execute("DELETE FROM meta WHERE name='last_grid'")
 
     # -- writing ---------------------------------------------------------------------------
     def _write(self, sql: str, params: Any, many: bool) -> None:
@@ -235,11 +265,15 @@ class ResultStore:
         if self.readonly:
             raise InputError(f"{self.path} is open read-only")
         params = list(params) if many else params
+        self._transaction(lambda: self._write(sql, params, many))
+
+    def _transaction(self, body: Callable[[], None]) -> None:
+        """``body`` in one transaction, rolled back and retried on failure (:meth:`_tx`)."""
         for wait in (*WRITE_RETRIES, None):
             try:
                 with self._db:                               # BEGIN ... COMMIT (ROLLBACK on error)
                     self._db.execute("BEGIN IMMEDIATE")
-                    self._write(sql, params, many)
+                    body()
                 return
             except sqlite3.OperationalError as exc:
                 if wait is None:
@@ -299,8 +333,74 @@ class ResultStore:
             merged[spec] = list(dict.fromkeys([*merged.get(spec, []), *paths]))
         self.set_meta("loss_sources", merged)
 
+    def record_grid(self, keys: Sequence[str], settings: dict[str, list[Any]]) -> int:
+        """Record that a bench ran the grid of these run keys, with these settings
+        (:func:`~ngl.bench.grid.grid_settings`), and return its id. A grid is its set of keys: the
+        same grid run again keeps its id and becomes the last one (:meth:`grids`)."""
+        if self.readonly:
+            raise InputError(f"{self.path} is open read-only")
+        found: list[int] = []
+
+        def write() -> None:
+            found[:] = [self._insert_grid(keys, settings, time.time())]
+        self._transaction(write)
+        return found[0]
+
+    def _insert_grid(self, keys: Sequence[str], settings: dict[str, list[Any]], ran_at: float) -> int:
+        """Find or insert the grid of ``keys`` and make it the last (inside a transaction)."""
+        unique = sorted(set(keys))
+        fingerprint = hashlib.sha256("\n".join(unique).encode()).hexdigest()
+        seq = self._db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM grids").fetchone()[0]
+        row = self._db.execute("SELECT id FROM grids WHERE fingerprint=?", (fingerprint,)).fetchone()
+        if row is not None:
+            self._write("UPDATE grids SET ran_at=?, seq=? WHERE id=?", (ran_at, seq, row[0]), False)
+            return int(row[0])
+        self._write("INSERT INTO grids (fingerprint, settings, runs, created_at, ran_at, seq) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (fingerprint, json.dumps(settings), len(unique), ran_at, ran_at, seq), False)
+        grid = int(self._db.execute("SELECT id FROM grids WHERE fingerprint=?", (fingerprint,)).fetchone()[0])
+        self._write("INSERT INTO grid_runs (grid, key) VALUES (?, ?)", [(grid, k) for k in unique], True)
+        return grid
+
     # -- reading ---------------------------------------------------------------------------
+    def grids(self) -> list[dict[str, Any]]:
+        """The grids benches ran into this store, the last run last: ``{"id", "runs", "settings",
+        "created_at", "ran_at"}``. A version-1 store's ``last_grid`` entry reads as grid 1; a store
+        from before that records none."""
+        if "grids" not in self._tables:
+            legacy = self._legacy_grid()
+            return [] if legacy is None else [legacy[0]]
+        return [{"id": r["id"], "runs": r["runs"], "settings": json.loads(r["settings"]),
+                 "created_at": r["created_at"], "ran_at": r["ran_at"]}
+                for r in self._read("SELECT id, runs, settings, created_at, ran_at FROM grids ORDER BY seq")]
+
+    def grid_keys(self, grid: int | None = None) -> set[str]:
+        """The run keys of grid ``grid``, or (``None``) of every recorded grid."""
+        if "grids" not in self._tables:
+            legacy = self._legacy_grid()
+            return set(legacy[1]) if legacy is not None and grid in (None, 1) else set()
+        if grid is None:
+            return {r[0] for r in self._read("SELECT DISTINCT key FROM grid_runs")}
+        return {r[0] for r in self._read("SELECT key FROM grid_runs WHERE grid=?", (grid,))}
+
+    def _legacy_grid(self) -> tuple[dict[str, Any], list[str]] | None:
+        """A version-1 store's ``last_grid`` meta entry as grid 1 and its keys (settings from its
+        stored runs), or None."""
+        keys = self.meta("last_grid")
+        if not isinstance(keys, list) or not keys:
+            return None
+        keys = [str(k) for k in keys]
+        wanted = set(keys)
+        rows = [r for r in self.rows() if r["key"] in wanted]
+        ran_at = max((r["created_at"] for r in rows), default=0.0)
+        from .grid import grid_settings
+        info = {"id": 1, "runs": len(wanted), "settings": grid_settings(r["config"] for r in rows),
+                "created_at": ran_at, "ran_at": ran_at}
+        return info, keys
+
     def _read(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        if not self._tables:                 # an empty file opened read-only: no tables, no rows
+            return []
         try:
             return self._db.execute(sql, list(params)).fetchall()
         except sqlite3.DatabaseError as exc:
@@ -309,14 +409,22 @@ class ResultStore:
 
     def meta(self, name: str, default: Any = None) -> Any:
         rows = self._read("SELECT value FROM meta WHERE name=?", (name,))
-        return json.loads(rows[0]["value"]) if rows else default
+        if not rows:
+            return default
+        try:
+            return json.loads(rows[0]["value"])
+        except (TypeError, ValueError, RecursionError):
+            raise StoreError(f"{self.path}: meta entry {name!r} holds malformed JSON; restore a copy "
+                             f"or start a new --out") from None
 
     def count(self, statuses: Iterable[str] | None = None) -> int:
         if statuses is None:
-            return self._read("SELECT COUNT(*) FROM runs")[0][0]
-        statuses = list(statuses)
-        marks = ",".join("?" * len(statuses))
-        return self._read(f"SELECT COUNT(*) FROM runs WHERE status IN ({marks})", statuses)[0][0]
+            rows = self._read("SELECT COUNT(*) FROM runs")
+        else:
+            statuses = list(statuses)
+            marks = ",".join("?" * len(statuses))
+            rows = self._read(f"SELECT COUNT(*) FROM runs WHERE status IN ({marks})", statuses)
+        return rows[0][0] if rows else 0
 
     def status_of(self, keys: Iterable[str]) -> dict[str, str]:
         keys = list(keys)

@@ -208,27 +208,34 @@ def _check_out(args: argparse.Namespace) -> None:
 
 # -- running --------------------------------------------------------------------------------------
 def run_bench(args: argparse.Namespace, *, title: str = "ngl benchmark report") -> int:
-    from ..bench import expand, pin_grid
+    from ..bench import Expansion, pin_grid
     from ..bench.checks import check_runs
 
     execution = execution_from_args(args)
     _check_out(args)
     grid, sources = pin_grid(grid_from_args(args))
-    runs = expand(grid)
-    check_runs(r.config for r in runs)
-    print(describe_grid(grid, args, len(runs)), file=sys.stderr)
+    expansion = Expansion(grid)                 # every setting of every run checked here
+    check_runs(expansion.samples)               # each model, dataset and loss once
+    print(describe_grid(grid, args, len(expansion)), file=sys.stderr)
     if args.dry_run:
-        for r in runs:
-            c = r.config
-            print(r.key, json.dumps({"dataset": c.dataset, "model": c.model, "loss": c.loss, "seed": c.seed,
-                                     "label_noise": c.label_noise, "train_fraction": c.train_fraction,
-                                     "epochs": c.epochs}))
-        print(f"{len(runs)} runs")
-        return 0
+        return _dry_run(expansion)
     from ..data import check_datasets_available
 
-    check_datasets_available(dict.fromkeys((r.config.dataset, r.config.data_dir) for r in runs))
-    return _execute(args, execution, grid, runs, sources, title)
+    check_datasets_available(dict.fromkeys((c.dataset, c.data_dir) for c in expansion.samples))
+    return _execute(args, execution, grid, expansion, sources, title)
+
+
+def _dry_run(runs: Any) -> int:
+    """Print each run's key and settings as it is made (nothing is held per run)."""
+    n = 0
+    for r in runs:
+        c = r.config
+        sys.stdout.write(f"{r.key} " + json.dumps(
+            {"dataset": c.dataset, "model": c.model, "loss": c.loss, "seed": c.seed,
+             "label_noise": c.label_noise, "train_fraction": c.train_fraction, "epochs": c.epochs}) + "\n")
+        n += 1
+    print(f"{n} runs")
+    return 0
 
 
 def _save(path: Path, text: str) -> None:
@@ -242,20 +249,21 @@ def _save(path: Path, text: str) -> None:
                               f"--out a folder you can write") from None
 
 
-def _execute(args: argparse.Namespace, execution: Any, grid: Any, runs: list, sources: dict,
+def _execute(args: argparse.Namespace, execution: Any, grid: Any, expansion: Any, sources: dict,
              title: str) -> int:
-    from ..bench import ResultStore, run_grid
+    from ..bench import ResultStore, grid_settings, run_grid
     from ..report import write_report
 
     out = Path(args.out)
+    runs = list(expansion)
     with ResultStore(out / "results.sqlite") as store:           # takes the store's lock first
-        _save(out / "grid.json", json.dumps({"grid": {**grid.__dict__}, "runs": len(runs),
-                                                         "sources": sources}, indent=2, default=list) + "\n")
+        grid_id = store.record_grid([r.key for r in runs], grid_settings(expansion.samples))
+        _save(out / "grid.json", json.dumps({"grid": {**grid.__dict__}, "id": grid_id, "runs": len(runs),
+                                             "sources": sources}, indent=2, default=list) + "\n")
         where = "one worker process for the timeout" if execution.kind == "inline" and execution.timeout \
             else f"{execution.workers} worker(s)"
-        print(f"ngl bench: {len(runs)} runs ({execution.kind} executor, {where}) -> "
+        print(f"ngl bench: {len(runs)} runs as grid {grid_id} ({execution.kind} executor, {where}) -> "
               f"{out / 'results.sqlite'}", file=sys.stderr)
-        store.set_meta("last_grid", [r.key for r in runs])
         store.record_sources(sources)
         with execution.make() as executor:
             summary = run_grid(runs, store, executor=executor, retry_failed=args.retry_failed,
@@ -265,9 +273,9 @@ def _execute(args: argparse.Namespace, execution: Any, grid: Any, runs: list, so
           f"{summary['skipped']} already finished", file=sys.stderr)
     _save(out / "bench_summary.json", json.dumps(summary, indent=2) + "\n")
     if args.report:
-        rep = write_report(out / "results.sqlite", out / "report", plots=args.plots,
+        rep = write_report(out / "results.sqlite", out / "report", grid=grid_id, plots=args.plots,
                            published=args.published, title=title)
-        print(rep["markdown"])
+        print(rep["markdown"])                  # names the store's other grids, if any
         print(f"report: {', '.join(rep['files'].values())}", file=sys.stderr)
     return 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -111,10 +112,36 @@ def _problems(summary: dict[str, Any]) -> list[str]:
     return out
 
 
-def to_markdown(summary: dict[str, Any], *, title: str = "ngl benchmark report") -> str:
-    """The paper's table (CE absolute %, others pp vs CE, Mean, verdict) and the detail tables."""
+def _selection(summary: dict[str, Any], folder: Any) -> list[str]:
+    """Which runs the report shows (:func:`~ngl.report.selection.select_runs`), and what else the
+    store holds."""
+    from .selection import notice
+
+    sel = summary.get("selection")
+    if not sel:
+        return []
+    if sel["grid"] == "all":
+        grids = ", ".join(map(str, sorted(sel["grids"])))
+        outside = f"; {sel['outside']['runs']} run(s) in no recorded grid" if sel["outside"] else ""
+        text = (f"Every run of this store (grids {grids}{outside})." if grids
+                else "Every run of this store (it records no grids).")
+    else:
+        text = f"Grid {sel['grid']} of {len(sel['grids'])} in this store"
+        if sel.get("ran_at"):
+            text += f", last run {time.strftime('%Y-%m-%d %H:%M', time.localtime(sel['ran_at']))}"
+        text += "."
+    if sel["split_by"]:
+        text += (f" Its runs differ in {', '.join(sel['split_by'])}: each setting has columns of its "
+                 f"own.")
+    line = notice(sel, folder if folder is not None else "OUT")
+    return [text + (f" Note: {line}." if line else ""), ""]
+
+
+def to_markdown(summary: dict[str, Any], *, title: str = "ngl benchmark report", folder: Any = None) -> str:
+    """The paper's table (CE absolute %, others pp vs CE, Mean, verdict) and the detail tables;
+    first, which runs of the store it shows (``summary["selection"]``; ``folder``: the store's)."""
     runs = summary["runs"]
-    out = [f"# {title}", "",
+    out = [f"# {title}", "", *_selection(summary, folder),
            f"Runs: {runs['total']} ({runs['ok']} ok, {runs['failed']} failed, {runs['diverged']} "
            f"diverged, {runs['unfinished']} unfinished).", ""]
     out += _headline(summary) + [""] + _per_cell(summary) + [""] + _problems(summary)
