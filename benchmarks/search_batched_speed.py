@@ -1,6 +1,6 @@
 """Training runs per CPU-second of the search's fitness: today's path vs the batched engine.
 
-Side by side on the search's default fitness task (``SearchConfig().fitness_settings()``: digits,
+Side by side on the search's default fitness task (``SearchConfig().fitness_task()``: digits,
 ``mlp``, 40% label noise, 300 Adam steps of batch 64, 1 thread):
 
 1. today's path: one harness ``ngl.train.train`` per (loss, seed), as the ``train`` fitness does;
@@ -36,13 +36,13 @@ RESULTS = Path(__file__).resolve().parent / "results" / "search_batched_speed.js
 
 
 def default_task(max_steps: int | None = None):
-    from ngl.search import SearchConfig
-    from ngl.train import TrainConfig
+    """The search's default (first) fitness task, optionally with another step budget."""
+    import dataclasses
 
-    settings = {k: v for k, v in SearchConfig().fitness_settings().items() if k != "seeds"}
-    if max_steps is not None:
-        settings["max_steps"] = max_steps
-    return TrainConfig.from_dict(settings)
+    from ngl.search import SearchConfig
+
+    task = SearchConfig().fitness_task()
+    return task if max_steps is None else dataclasses.replace(task, max_steps=max_steps)
 
 
 def candidate_losses(n: int, seed: int) -> list[str]:

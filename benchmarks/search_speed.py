@@ -31,7 +31,8 @@ import torch
 
 from ngl import expr as E
 from ngl.search import SearchConfig, make_pset, make_toolbox, run_search, screen, to_expr
-from ngl.search.evaluate import fitness_task as _fitness_task, make_search_executor
+from ngl.executors import make_executor as make_search_executor
+from ngl.search.evaluate import fitness_task as _fitness_task
 
 RESULTS = Path(__file__).resolve().parent / "results" / "search_speed.json"
 
@@ -58,28 +59,28 @@ def bench_screen(n: int, seed: int) -> dict:
             "max_s": max(times)}
 
 
-def _settings(fitness: str, max_steps: int) -> dict:
-    cfg = SearchConfig(fitness=fitness, max_steps=max_steps)
-    return cfg.fitness_settings()
+def _settings(fitness: str, max_steps: int):
+    """The search's default fitness task with ``max_steps``."""
+    return SearchConfig.from_flat({"fitness": fitness, "max_steps": max_steps}).fitness_task()
 
 
 def bench_full_eval(fitness: str, max_steps: int, repeats: int) -> dict:
     settings = _settings(fitness, max_steps)
-    item = ("k", E.to_infix(E.NGL), settings, fitness)
+    item = ("k", E.to_infix(E.NGL), settings, [0], fitness)
     _fitness_task(item)                                  # warm-up (imports, data loading)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         _fitness_task(item)
         times.append(time.perf_counter() - t0)
-    return {"fitness": fitness, "max_steps": max_steps, "settings": settings,
+    return {"fitness": fitness, "max_steps": max_steps, "settings": settings.to_dict(),
             "seconds_per_evaluation": statistics.median(times), "repeats": repeats}
 
 
 def bench_workers(fitness: str, max_steps: int, tasks: int, workers: int) -> dict:
     settings = _settings(fitness, max_steps)
     losses = [E.CE, E.NGL, E.parse("square(p - y)"), E.parse("(1 - p) * y")]
-    items = [(f"k{i}", E.to_infix(losses[i % len(losses)]), settings, fitness) for i in range(tasks)]
+    items = [(f"k{i}", E.to_infix(losses[i % len(losses)]), settings, [0], fitness) for i in range(tasks)]
     load_before = os.getloadavg()[0]
     ex = make_search_executor("process", workers=workers, timeout=None, threads=1)
     try:
@@ -96,7 +97,8 @@ def bench_workers(fitness: str, max_steps: int, tasks: int, workers: int) -> dic
 
 
 def bench_search(generations: int, seed: int) -> dict:
-    cfg = SearchConfig(fitness="linear", generations=generations, seed=seed, max_steps=60, tune_top=0)
+    cfg = SearchConfig.from_flat({"fitness": "linear", "generations": generations, "seed": seed,
+                                  "max_steps": 60, "lr": 0.05, "tune_top": 0})
     with tempfile.TemporaryDirectory() as tmp:
         res = run_search(cfg, tmp, progress=False, log=None)
     book = res.logbook

@@ -17,7 +17,7 @@ from ngl.train import TrainConfig, train
 
 torch.set_num_threads(1)
 
-#: the search's default fitness task (SearchConfig().fitness_settings())
+#: the search's default fitness task (SearchConfig().fitness_task())
 DEFAULT_TASK = dict(dataset="digits", model="mlp", label_noise=0.4, val_fraction=0.3, max_steps=300,
                     epochs=10_000, batch_size=64, lr=2e-3, threads=1, device="cpu")
 VAL_SAMPLES = 431                      # digits' validation split at val_fraction 0.3
