@@ -13,8 +13,8 @@ accuracy (not the best epoch's, which is optimistic), averaged over 2 training s
 trains on one seed and collapses on another scores low).
 
 >>> cfg = SearchConfig(population=8, generations=2)
->>> cfg.task.label_noise, cfg.task.val_fraction, cfg.transfer.model
-(0.4, 0.3, 'cnn_small')
+>>> cfg.task.label_noise, cfg.task.val_fraction, cfg.task2.dataset, cfg.transfer.dataset
+(0.4, 0.3, 'digits28', 'shapes28')
 >>> SearchConfig(population=1)
 Traceback (most recent call last):
 ...

@@ -2,12 +2,13 @@
 
 A winner's search fitness is the maximum of many noisy scores, so it is biased upward. Here the
 top ``k`` hall-of-fame losses (what their files hold now, content-hashed; and their CMA-ES-tuned
-versions) are retrained on fresh seeds, on the search task and on a transfer task, through the
+versions) are retrained on fresh seeds, on every fitness task and on a transfer task (a dataset
+the fitness never saw), through the
 bench machinery (:func:`ngl.bench.plan`, :func:`ngl.bench.run_grid`, a resumable
 :class:`ngl.bench.ResultStore` in ``OUT/validation/results.sqlite``), in two stages:
 
-1. **selection**: every candidate and CE on ``select_seeds`` seeds (1000, 1001, ...); the chosen
-   loss has the best worst-task paired gain over CE;
+1. **selection**: every candidate and CE on ``select_seeds`` seeds (1000, 1001, ...) on every
+   task; the chosen loss has the best worst-task paired gain over CE;
 2. **report**: the chosen loss with CE, NGL and SCE on ``validate_seeds`` other seeds (2000, ...),
    so the reported figures carry no selection bias: paired differences to CE with 95% intervals
    and Holm-corrected p-values (:mod:`ngl.report.stats`).
@@ -55,13 +56,15 @@ class Candidate:
 
 
 def validation_tasks(cfg: SearchConfig) -> dict[str, TrainConfig]:
-    """``{"search": ..., "transfer": ...}``: the two tasks as run specs (loss and seed set per run)."""
-    search, transfer = cfg.fitness_task(), cfg.transfer_task()
-    if (transfer.dataset, transfer.model, transfer.label_noise) == (search.dataset, search.model,
-                                                                     search.label_noise):
-        raise InputError("the transfer task must differ from the search task "
-                         "(set --transfer-dataset, --transfer-model or --transfer-label-noise)")
-    return {"search": search, "transfer": transfer}
+    """``{"search": ..., "task2": ..., "transfer": ...}``: every fitness task and the transfer task
+    as run specs (loss and seed set per run)."""
+    tasks, transfer = cfg.fitness_tasks(), cfg.transfer_task()
+    for name, task in tasks.items():
+        if (transfer.dataset, transfer.model, transfer.label_noise) == (task.dataset, task.model,
+                                                                         task.label_noise):
+            raise InputError(f"the transfer task must differ from the fitness task {name!r} "
+                             "(set --transfer-dataset, --transfer-model or --transfer-label-noise)")
+    return {**tasks, "transfer": transfer}
 
 
 def _sha(spec: str) -> str:
