@@ -43,8 +43,8 @@ DEFAULT_TASK = TrainConfig(dataset="digits", model="mlp", label_noise=0.4, val_f
                            max_steps=300, batch_size=64, lr=2e-3, threads=1, device="cpu")
 #: the second fitness task: MNIST-sized inputs and an epoch budget at the protocol's learning rate,
 #: where bounded losses that win on the 8x8 task under-fit
-DEFAULT_TASK2 = TrainConfig(dataset="digits28", model="mlp", label_noise=0.4, val_fraction=0.2, epochs=3,
-                            batch_size=64, lr=1e-3, threads=1, device="cpu")
+DEFAULT_TASK2 = TrainConfig(dataset="digits28", model="mlp", label_noise=0.4, val_fraction=0.2,
+                            train_fraction=0.5, epochs=3, batch_size=64, lr=1e-3, threads=1, device="cpu")
 #: the default transfer task of the validation: a dataset the fitness never saw (synthetic shapes)
 DEFAULT_TRANSFER = TrainConfig(dataset="shapes28", model="mlp", label_noise=0.2, val_fraction=0.2, epochs=6,
                                batch_size=64, lr=1e-3, threads=1, device="cpu")
