@@ -257,7 +257,6 @@ def test_outputs_and_seed_losses(tmp_path):
     assert [int(r["generation"]) for r in rows] == [0, 1]
     assert {"best", "median", "rejection_rate", "cache_hit_rate", "evaluations", "wall_time"} <= set(rows[0])
     assert float(rows[-1]["best"]) == pytest.approx(res.hall_of_fame[0]["fitness"])
-    assert res.hall_of_fame[0]["fitness"] >= max(i["fitness"] for i in state["population"])
     assert (tmp_path / "generations.png").stat().st_size > 1000
     hof = sorted((tmp_path / "hall_of_fame").glob("*.json"))
     assert len(hof) == len(res.hall_of_fame) >= 1

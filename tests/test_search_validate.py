@@ -133,14 +133,14 @@ def test_validation_end_to_end_with_interrupt_and_resume(tmp_path):
     assert not (tmp_path / "validation" / "report.md").exists()
     report = validate_search(tmp_path, echo=lines.append)
     sel, rep = report["run"]["selection"], report["run"]["report"]
-    assert sel["total"] == 2 * 2 * 3 and sel["skipped"] == 5       # tasks x seeds x (ce, #0, #1)
-    assert rep["total"] == 2 * 2 * 4 - 2 * 2 * 0                    # (ce, ngl, sce, chosen) on new seeds
+    assert sel["total"] == 3 * 2 * 3 and sel["skipped"] == 5       # tasks x seeds x (ce, #0, #1)
+    assert rep["total"] == 3 * 2 * 4                                # (ce, ngl, sce, chosen) on new seeds
     again = validate_search(tmp_path)
     assert again["run"]["selection"]["ran"] == 0 and again["run"]["report"]["ran"] == 0
     assert again["rows"] == report["rows"]
     rows = {(r["task"], r["label"]): r for r in report["rows"]}
     chosen = report["chosen"]
-    assert {t for t, _ in rows} == {"search", "transfer"} and all(r["n"] == 2 for r in rows.values())
+    assert {t for t, _ in rows} == {"search", "task2", "transfer"} and all(r["n"] == 2 for r in rows.values())
     assert report["seeds"] == [2000, 2001] and report["select_seeds"] == [1000, 1001]
     md = (tmp_path / "validation" / "report.md").read_text()
     assert "Holm" in md and "## transfer task" in md and report["headline"] in md and "## Selection" in md

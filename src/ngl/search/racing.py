@@ -195,12 +195,18 @@ def multitask_scores(race: Mapping[str, Mapping[str, Any]], *, keys: Iterable[st
 # --------------------------------------------------------------------------------------------
 # Ranking and promotion
 # --------------------------------------------------------------------------------------------
-def rank(table: Mapping[str, Score], *, size: int | None = None) -> list[str]:
+def rank(table: Mapping[str, Score], *, size: int | None = None, by: str = "lcb") -> list[str]:
     """Keys best first by lower bound (then more seeds, higher mean, key); no bound ranks last.
-    This is the hall of fame's order: ``rank(scores(...), size=10)``."""
+    This is the hall of fame's order: ``rank(scores(...), size=10)``. ``by="mean"`` orders by
+    the mean instead (then the bound): how racing promotes within a stage, so a promising
+    candidate whose few seeds disagree earns more seeds rather than losing to a safe one."""
+    if by not in ("lcb", "mean"):
+        raise InputError(f"rank by 'lcb' or 'mean', got {by!r}")
+    first, second = ("lcb", "mean") if by == "lcb" else ("mean", "lcb")
+
     def order(k: str) -> tuple:
         s = table[k]
-        return (s["lcb"] is None, -(s["lcb"] or 0.0), -s["n"], -(s["mean"] or 0.0), k)
+        return (s[first] is None, -(s[first] or 0.0), -s["n"], -(s[second] or 0.0), k)
 
     return sorted(table, key=order)[:size]
 
@@ -219,7 +225,8 @@ def plan_promotions(table: Mapping[str, Score], *, search_seed: int, generation:
 
     Candidates of ``eligible`` (default: all of ``table``; pass the population and the hall of
     fame) are grouped by stage: those with ``stages[i] <= n < stages[i+1]`` seeds. Of each
-    group the best ``ceil(fraction * size)`` by :func:`rank` move to ``stages[i+1]`` seeds,
+    group the best ``ceil(fraction * size)`` by mean (:func:`rank` ``by="mean"``) move to
+    ``stages[i+1]`` seeds,
     taking the seeds they lack from this generation's ``"promote"`` stream (:func:`draw_seeds`).
     Candidates below the first stage or at the last are left alone. Returns ``[(key, seeds)]``
     in rank order; CE must be trained on :func:`ce_seeds_needed` of it too.
@@ -229,7 +236,7 @@ def plan_promotions(table: Mapping[str, Score], *, search_seed: int, generation:
     plan: list[tuple[str, list[int]]] = []
     for lo, hi in zip(stages, stages[1:]):
         group = {k: table[k] for k in pool if lo <= table[k]["n"] < hi}
-        for k in rank(group, size=math.ceil(fraction * len(group))):
+        for k in rank(group, size=math.ceil(fraction * len(group)), by="mean"):
             seeds = draw_seeds(search_seed, generation, hi - table[k]["n"], purpose="promote",
                                exclude=table[k]["seeds"])
             plan.append((k, seeds))

@@ -6,10 +6,11 @@ Per generation (:func:`evaluate_population`): new candidates pass the cache and 
 (:func:`~ngl.search.racing.draw_seeds`) on every task, CE beside them; the best fraction of each
 racing stage of the population and the hall of fame trains on more seeds
 (:func:`~ngl.search.racing.plan_promotions`, 2 -> 4 -> 8 -> 16). A candidate's fitness is the
-lower 90% confidence bound of its worst-task (or mean) paired gain over CE, over every seed it
-has been trained on (:func:`~ngl.search.racing.multitask_scores`): a fraction of accuracy that
-can be negative, and that changes as its seeds accumulate, so a lucky first draw does not stay.
-The hall of fame ranks by that bound (:func:`hall_of_fame`).
+mean over every seed it has been trained on of its worst-task (or mean-task) paired gain over CE
+(:func:`~ngl.search.racing.multitask_scores`): a fraction of accuracy that can be negative and
+that changes as its seeds accumulate, so a lucky first draw does not stay. Selection and
+promotion use that mean (exploring); the hall of fame ranks by its lower 90% confidence bound
+(:func:`hall_of_fame`), so what the search keeps is what many seeds agree on.
 """
 from __future__ import annotations
 
@@ -90,7 +91,8 @@ def evaluate_population(pop: list[Individual], gen: int, st: Any, ctx: Context) 
     table = scores_of(st.race, [k for k in dict.fromkeys([*keys, *(h["fingerprint"] for h in st.hof)])
                                 if st.cache.get(k, {}).get("status") == Status.OK.value], cfg.combine)
     for key, s in table.items():
-        st.cache[key]["fitness"] = s["lcb"] if s["lcb"] is not None else WORST_FITNESS
+        st.cache[key]["fitness"] = s["mean"] if s["mean"] is not None else WORST_FITNESS
+        st.cache[key]["lcb"] = s["lcb"]
     for ind, key in zip(pop, keys):
         rec = st.cache[key]
         ind.fitness.values = (rec["fitness"],)
@@ -108,6 +110,7 @@ def hall_of_fame(st: Any, size: int, combine: str) -> list[dict]:
         s, rec = table[key], st.cache[key]
         out.append({"fingerprint": key, "infix": rec["infix"],
                     "fitness": s["lcb"] if s["lcb"] is not None else WORST_FITNESS, "mean_gain": s["mean"],
+                    "lcb": s["lcb"],
                     "seeds": s["n"], "tasks": {t: v["mean"] for t, v in s["tasks"].items()},
                     "size": sum(1 for _ in E.parse(rec["infix"]).nodes()), "generation": rec.get("generation", 0)})
     return out
