@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 import sqlite3
 import time
 from pathlib import Path
@@ -123,37 +122,17 @@ def _unusable(path: Path, exc: sqlite3.Error) -> StoreError:
     return StoreError(f"cannot open {path} as a results database (SQLite: {exc})")
 
 
-class _Lock:
-    """An exclusive ``fcntl.flock`` on ``path`` (held until :meth:`release` or process exit)."""
+def _lock(path: Path, store: Path) -> Any:
+    """The writer's lock on ``path`` (:class:`ngl.locking.FolderLock`), its errors in the store's terms."""
+    from ..locking import FolderLock, LockedError, LockWriteError
 
-    def __init__(self, path: Path, store: Path) -> None:
-        import fcntl
-
-        self.path = path
-        try:
-            self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise StoreWriteError(f"cannot write results next to {store}: {exc.strerror} "
-                                  f"({path}); choose another --out") from None
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(self.fd, 200, 0).decode(errors="replace").strip() or "another process"
-            os.close(self.fd)
-            raise StoreLockedError(
-                f"{store} is being written by {holder}; one bench per --out at a time: wait for "
-                f"it, or give this one another --out") from None
-        try:                              # who holds it, for the second writer's message
-            os.ftruncate(self.fd, 0)
-            os.pwrite(self.fd, f"ngl bench pid {os.getpid()} on {socket.gethostname()} since "
-                               f"{time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
-        except OSError:                   # a full disk: the lock holds all the same
-            pass
-
-    def release(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)             # closing the descriptor drops the flock
-            self.fd = None
+    try:
+        return FolderLock(path, owner="ngl bench", what=str(store),
+                          refusal="one bench per --out at a time: wait for it, or give this one another --out")
+    except LockedError as exc:
+        raise StoreLockedError(str(exc)) from None
+    except LockWriteError:
+        raise StoreWriteError(f"cannot write results next to {store} ({path}); choose another --out") from None
 
 
 def _inspect(db: sqlite3.Connection) -> tuple[int, set[str], set[str]]:
@@ -209,7 +188,7 @@ class ResultStore:
             except OSError as exc:
                 raise StoreWriteError(f"cannot create the folder {self.path.parent}: "
                                       f"{exc.strerror or exc}") from None
-            self._lock = _Lock(self.path.with_name(self.path.name + ".lock"), self.path)
+            self._lock = _lock(self.path.with_name(self.path.name + ".lock"), self.path)
         try:
             self._db = _connect(self.path, readonly=readonly)
         except sqlite3.Error as exc:
