@@ -134,6 +134,19 @@ def test_batched_histories_equal_the_harness_bit_for_bit():
     assert lowered >= 1                                 # the per-member schedules were exercised
 
 
+@pytest.mark.parametrize("change", [{"val_fraction": 0.0}, {"train_fraction": 0.5},
+                                    {"max_steps": None, "epochs": 2}],
+                         ids=["no-validation-split", "half-the-training-split", "epochs-only"])
+def test_histories_equal_the_harness_without_validation_on_a_subset_and_by_epochs(change):
+    """No validation split (the schedule follows training accuracy), seeded training subsets (each
+    seed its own inputs), and an epoch budget instead of max_steps."""
+    task = short_task(**{"max_steps": 40, **change})
+    members = [("ce", 0), ("expr:square(p - y)", 1)]
+    for r, (spec, seed) in zip(train_population(task, members), members):
+        ref = harness(task, spec, seed)
+        assert r.history == history(ref) and (r.steps, r.val_accuracy) == (ref.steps, ref.val_accuracy)
+
+
 def test_a_diverging_member_leaves_the_others_unchanged():
     task = short_task()
     base = [("ce", 0), ("expr:exp(-(y * p))", 1), ("expr:square(p - y)", 0)]
