@@ -113,6 +113,42 @@ def test_population_fitness_is_the_mean_over_seeds_and_none_for_a_diverged_run()
     assert fit == [(runs[0].val_accuracy + runs[1].val_accuracy) / 2, None]
 
 
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.shape == b.shape and bool(((a == b) | (a.isnan() & b.isnan())).all())
+
+
+def test_grouped_expression_losses_equal_expression_loss_per_member_on_random_trees():
+    """Values and logit gradients bit for bit, on 60 random search trees (constant and y-only
+    subtrees precomputed) over two members' stacked slice of a partial batch (47 x 10: the
+    kernels' scalar tails fall on other elements than in each member's own tensor)."""
+    import random
+
+    from ngl import expr as E
+    from ngl.losses.expression import expression_loss
+    from ngl.search import make_pset, make_toolbox, to_expr
+    from ngl.search.batched_parts import LossGroups, build_loss
+
+    random.seed(3)
+    toolbox = make_toolbox(make_pset(), tournament_size=4, max_height=10)
+    gen = torch.Generator().manual_seed(0)
+    z0 = torch.randn(2, 47, 10, generator=gen) * 3
+    labels = torch.randint(0, 10, (2, 47), generator=gen)
+    precomputed = 0
+    for _ in range(60):
+        spec = "expr:" + E.to_infix(to_expr(toolbox.individual()))
+        groups = LossGroups([spec, spec], {spec: build_loss(spec)})
+        z = z0.clone().requires_grad_()
+        roots, values = groups(z, labels, None)
+        torch.autograd.backward(roots)
+        precomputed += bool(groups._loss_trees(z)[0].fixed or groups._loss_trees(z)[0].by_y)
+        for i in range(2):
+            zi = z0[i].clone().requires_grad_()
+            ref = expression_loss(zi, labels[i], E.parse(spec[5:]))
+            ref.backward()
+            assert _same(values[i], ref.detach()) and _same(z.grad[i], zi.grad), spec
+    assert precomputed >= 20                            # the precomputed subtrees were exercised
+
+
 def test_batched_histories_equal_the_harness_bit_for_bit():
     """Every epoch's loss, accuracy, validation accuracy and learning rate, and the status, steps
     and reason of two diverging members (NaN after a few epochs, inf at the first step)."""
