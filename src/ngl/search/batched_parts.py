@@ -85,23 +85,26 @@ class StackedModel:
     a leading member axis, leaf tensors that collect gradients), run as one batched model.
 
     Only stacks of Linear and ReLU layers (``mlp``) are batched: their batched products are bit
-    for bit the harness's. Convolutions under ``vmap`` (grouped convolutions) round differently
-    from the harness's kernels, and BatchNorm and dropout need more; such models raise
-    :class:`BatchedUnsupported`.
+    for bit the harness's. Other models raise :class:`BatchedUnsupported`. (``cnn_small`` under
+    ``vmap``, its BatchNorm running statistics stacked as buffers, does train, but its grouped
+    convolutions round otherwise than the harness's: after 60 steps 3 of 3 runs ended 1-2
+    validation samples away, and it ran 2.6x slower on one CPU thread than one run at a time.)
     """
 
-    def __init__(self, models: list[nn.Module], *, name: str = "model") -> None:
+    def __init__(self, models: list[nn.Module], *, name: str = "model",
+                 device: torch.device | str | None = None) -> None:
         layers = _linear_stack(models[0])
         if layers is None:
             raise BatchedUnsupported(
-                f"model {name!r} is not a stack of Linear and ReLU layers; its batched form would not "
-                f"train exactly as the harness does (convolutions under vmap round differently): "
-                f"train it one run at a time")
+                f"model {name!r} is not a stack of Linear and ReLU layers (mlp): batched, it would not "
+                f"train exactly as the harness does (convolutions under vmap round otherwise); train "
+                f"it one run at a time")
         if layers[-1][0] != "linear":
             raise BatchedUnsupported(f"model {name!r} does not end in a Linear layer; train it one run at a time")
         self.layers = layers
         params, _ = stack_module_state(models)
-        self.params: dict[str, Tensor] = params
+        device = device if device is not None else next(iter(params.values())).device
+        self.params: dict[str, Tensor] = {k: v.detach().to(device).requires_grad_() for k, v in params.items()}
 
     def __call__(self, x: Tensor) -> Tensor:
         """Logits ``(M, B, C)`` of inputs ``(M, B, ...)``, one slice per member."""
@@ -145,7 +148,8 @@ class StackedAdam:
     CUDA foreach one computes the same): ``m.lerp_(g, 1 - b1)``, ``v.mul_(b2).addcmul_(g, g,
     value=1 - b2)``, ``denom = (v.sqrt() / sqrt(1 - b2**t)).add_(eps)``, and ``p += (-lr / (1 -
     b1**t)) * m / denom``, the step size computed in double precision as there and rounded to the
-    parameters' dtype. All members step together (``t`` is shared).
+    parameters' dtype. All members step together (``t`` is shared); ``lr`` (float64, CPU) holds
+    the members' learning rates and may be replaced between steps (the schedules do).
     """
 
     def __init__(self, params: list[Tensor], lr: list[float], *, betas: tuple[float, float] = (0.9, 0.999),
