@@ -168,13 +168,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.losses, args.max_steps, args.repeats = 4, 60, 1
     doc = measure(args.losses, args.seeds, args.repeats, args.max_steps, args.seed)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    os.replace(tmp, out)
-    print(summary(doc) + f"\nwrote {out}")
+    write_json(Path(args.out), doc)
+    print(summary(doc) + f"\nwrote {args.out}")
     return 0
+
+
+def write_json(path: Path, doc: dict) -> None:
+    """Atomically (temp file + rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    os.replace(tmp, path)
 
 
 def measure(losses: int, seeds: int, repeats: int, max_steps: int | None, seed: int) -> dict:

@@ -6,7 +6,7 @@
 3. cache-hit and rejection rates over a search with the default GP settings;
 4. with ``--parts batched`` (not in the default parts): training runs per CPU-second of the
    search's fitness, today's path vs the batched engine, and GFLOP/s beside a batched-matmul
-   probe (``search_batched_speed.py``; its full record is that script's own JSON).
+   probe (``search_batched_speed.py``, which also gets the full record).
 
 Writes ``benchmarks/results/search_speed.json``.
 
@@ -165,11 +165,13 @@ def main(argv: list[str] | None = None) -> int:
         out["speedup_target_met"] = out["speedup_2_workers"] >= 1.7
         out["load_average_1min"] = os.getloadavg()[0]
     if "batched" in parts:
-        from search_batched_speed import measure, summary
+        from search_batched_speed import RESULTS as BATCHED, measure, summary, write_json
 
         print("batched fitness vs today's path ...", flush=True)
         doc = measure(4 if args.quick else 16, 2, 1 if args.quick else 2, 60 if args.quick else None, args.seed)
         print(summary(doc), flush=True)
+        if not args.quick:
+            write_json(BATCHED, doc)                        # the full record
         out["batched"] = {k: doc[k] for k in ("members", "today_runs_per_cpu_s", "batched_runs_per_cpu_s",
                                              "speedup", "same_val_accuracy", "batched_gflops", "probe_gflops",
                                              "probe_ratio", "targets", "load_average_1min")}

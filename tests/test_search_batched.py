@@ -113,6 +113,42 @@ def test_population_fitness_is_the_mean_over_seeds_and_none_for_a_diverged_run()
     assert fit == [(runs[0].val_accuracy + runs[1].val_accuracy) / 2, None]
 
 
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.shape == b.shape and bool(((a == b) | (a.isnan() & b.isnan())).all())
+
+
+def test_grouped_expression_losses_equal_expression_loss_per_member_on_random_trees():
+    """Values and logit gradients bit for bit, on 60 random search trees (constant and y-only
+    subtrees precomputed) over two members' stacked slice of a partial batch (47 x 10: the
+    kernels' scalar tails fall on other elements than in each member's own tensor)."""
+    import random
+
+    from ngl import expr as E
+    from ngl.losses.expression import expression_loss
+    from ngl.search import make_pset, make_toolbox, to_expr
+    from ngl.search.batched_parts import LossGroups, build_loss
+
+    random.seed(3)
+    toolbox = make_toolbox(make_pset(), tournament_size=4, max_height=10)
+    gen = torch.Generator().manual_seed(0)
+    z0 = torch.randn(2, 47, 10, generator=gen) * 3
+    labels = torch.randint(0, 10, (2, 47), generator=gen)
+    precomputed = 0
+    for _ in range(60):
+        spec = "expr:" + E.to_infix(to_expr(toolbox.individual()))
+        groups = LossGroups([spec, spec], {spec: build_loss(spec)})
+        z = z0.clone().requires_grad_()
+        roots, values = groups(z, labels, None)
+        torch.autograd.backward(roots)
+        precomputed += bool(groups._loss_trees(z)[0].fixed or groups._loss_trees(z)[0].by_y)
+        for i in range(2):
+            zi = z0[i].clone().requires_grad_()
+            ref = expression_loss(zi, labels[i], E.parse(spec[5:]))
+            ref.backward()
+            assert _same(values[i], ref.detach()) and _same(z.grad[i], zi.grad), spec
+    assert precomputed >= 20                            # the precomputed subtrees were exercised
+
+
 def test_batched_histories_equal_the_harness_bit_for_bit():
     """Every epoch's loss, accuracy, validation accuracy and learning rate, and the status, steps
     and reason of two diverging members (NaN after a few epochs, inf at the first step)."""
@@ -132,6 +168,19 @@ def test_batched_histories_equal_the_harness_bit_for_bit():
     assert got[4].reason.startswith("diverged at epoch") and "nan" in got[4].reason and got[4].epochs_run >= 1
     assert got[5].steps == 1 and got[5].val_accuracy is None and "inf" in got[5].reason
     assert lowered >= 1                                 # the per-member schedules were exercised
+
+
+@pytest.mark.parametrize("change", [{"val_fraction": 0.0}, {"train_fraction": 0.5},
+                                    {"max_steps": None, "epochs": 2}],
+                         ids=["no-validation-split", "half-the-training-split", "epochs-only"])
+def test_histories_equal_the_harness_without_validation_on_a_subset_and_by_epochs(change):
+    """No validation split (the schedule follows training accuracy), seeded training subsets (each
+    seed its own inputs), and an epoch budget instead of max_steps."""
+    task = short_task(**{"max_steps": 40, **change})
+    members = [("ce", 0), ("expr:square(p - y)", 1)]
+    for r, (spec, seed) in zip(train_population(task, members), members):
+        ref = harness(task, spec, seed)
+        assert r.history == history(ref) and (r.steps, r.val_accuracy) == (ref.steps, ref.val_accuracy)
 
 
 def test_a_diverging_member_leaves_the_others_unchanged():

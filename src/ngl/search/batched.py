@@ -14,15 +14,20 @@ dropped), Adam, ReduceLROnPlateau on validation accuracy after every epoch, and 
 Its ``val_accuracy`` is the harness's ``RunResult.val_accuracy`` (the final epoch's).
 
 The members share one forward and backward pass (:class:`~ngl.search.batched_parts.StackedModel`:
-``torch.func.vmap`` over stacked parameters); each member's loss is computed on its own slice of
-the batched logits and the losses are summed, so each member's parameters get only their own
-gradient. A member whose loss or logit gradient turns non-finite leaves the batch at that step,
-before its update (status ``"diverged"``, with the reason); the others go on unchanged.
+parameters stacked by ``torch.func.stack_module_state``, batched products that equal
+``nn.Linear``'s bit for bit); each member's loss is computed on its own slice of the batched
+logits and the losses are back-propagated together, so each member's parameters get only their
+own gradient. On the CPU every member's history (loss, accuracy, validation accuracy and learning
+rate of each epoch) equals the harness run's bit for bit. A member whose loss or logit gradient
+turns non-finite leaves the batch at that step, before its update (status ``"diverged"``, with
+the reason); the others go on unchanged. ``device="cuda"`` runs the same code (bf16 autocast when
+``task.amp``, as the harness).
 
-Tasks the engine cannot reproduce exactly (augmentation, dropout, lazily read images, seeds whose
-training splits differ in size) raise :class:`BatchedUnsupported` (one line) before training: the
-caller trains those members one at a time. For executors, :func:`population_items` cuts the
-members into chunks and :func:`population_task` trains one chunk (module level, picklable).
+Tasks the engine cannot reproduce exactly (models other than ``mlp``, augmentation, lazily read
+images, seeds whose training splits differ in size) raise :class:`BatchedUnsupported` (one line)
+before training: the caller trains those members one at a time. For executors,
+:func:`population_items` cuts the members into chunks and :func:`population_task` trains one
+chunk (module level, picklable).
 """
 from __future__ import annotations
 
@@ -270,7 +275,8 @@ class _Population:
         self.alive = list(range(len(members)))
         seed_index = {s: k for k, s in enumerate(data.seeds)}
         self.seed_pos = torch.tensor([seed_index[s] for _, s in members], device=device)
-        self.model = StackedModel([self._init(s) for _, s in members], name=data.model)
+        initial = {s: self._init(s) for s in data.seeds}
+        self.model = StackedModel([initial[s] for _, s in members], name=data.model, device=device)
         self.adam = StackedAdam(list(self.model.params.values()), [task.lr] * len(members))
         self.schedules = MemberSchedules(len(members), lr=task.lr, factor=task.plateau_factor,
                                          patience=task.plateau_patience, min_lr=task.min_lr)
@@ -281,13 +287,13 @@ class _Population:
         self.step_count = 0
 
     def _init(self, seed: int) -> torch.nn.Module:
+        """The harness's initial model of ``seed`` (built on the CPU, as there)."""
         from ..models import build_model
 
         d = self.data
         torch.manual_seed(seed)
-        model = build_model(d.model, num_classes=d.num_classes, in_channels=d.image_shape[0],
-                            image_size=d.image_size)
-        return model.to(self.device, memory_format=torch.channels_last)
+        return build_model(d.model, num_classes=d.num_classes, in_channels=d.image_shape[0],
+                           image_size=d.image_size)
 
     def run(self, progress: bool) -> None:
         task, d = self.task, self.data

@@ -85,23 +85,26 @@ class StackedModel:
     a leading member axis, leaf tensors that collect gradients), run as one batched model.
 
     Only stacks of Linear and ReLU layers (``mlp``) are batched: their batched products are bit
-    for bit the harness's. Convolutions under ``vmap`` (grouped convolutions) round differently
-    from the harness's kernels, and BatchNorm and dropout need more; such models raise
-    :class:`BatchedUnsupported`.
+    for bit the harness's. Other models raise :class:`BatchedUnsupported`. (``cnn_small`` under
+    ``vmap``, its BatchNorm running statistics stacked as buffers, does train, but its grouped
+    convolutions round otherwise than the harness's: after 60 steps 3 of 3 runs ended 1-2
+    validation samples away, and it ran 2.6x slower on one CPU thread than one run at a time.)
     """
 
-    def __init__(self, models: list[nn.Module], *, name: str = "model") -> None:
+    def __init__(self, models: list[nn.Module], *, name: str = "model",
+                 device: torch.device | str | None = None) -> None:
         layers = _linear_stack(models[0])
         if layers is None:
             raise BatchedUnsupported(
-                f"model {name!r} is not a stack of Linear and ReLU layers; its batched form would not "
-                f"train exactly as the harness does (convolutions under vmap round differently): "
-                f"train it one run at a time")
+                f"model {name!r} is not a stack of Linear and ReLU layers (mlp): batched, it would not "
+                f"train exactly as the harness does (convolutions under vmap round otherwise); train "
+                f"it one run at a time")
         if layers[-1][0] != "linear":
             raise BatchedUnsupported(f"model {name!r} does not end in a Linear layer; train it one run at a time")
         self.layers = layers
         params, _ = stack_module_state(models)
-        self.params: dict[str, Tensor] = params
+        device = device if device is not None else next(iter(params.values())).device
+        self.params: dict[str, Tensor] = {k: v.detach().to(device).requires_grad_() for k, v in params.items()}
 
     def __call__(self, x: Tensor) -> Tensor:
         """Logits ``(M, B, C)`` of inputs ``(M, B, ...)``, one slice per member."""
@@ -145,7 +148,8 @@ class StackedAdam:
     CUDA foreach one computes the same): ``m.lerp_(g, 1 - b1)``, ``v.mul_(b2).addcmul_(g, g,
     value=1 - b2)``, ``denom = (v.sqrt() / sqrt(1 - b2**t)).add_(eps)``, and ``p += (-lr / (1 -
     b1**t)) * m / denom``, the step size computed in double precision as there and rounded to the
-    parameters' dtype. All members step together (``t`` is shared).
+    parameters' dtype. All members step together (``t`` is shared); ``lr`` (float64, CPU) holds
+    the members' learning rates and may be replaced between steps (the schedules do).
     """
 
     def __init__(self, params: list[Tensor], lr: list[float], *, betas: tuple[float, float] = (0.9, 0.999),
@@ -239,13 +243,65 @@ class _TorchOps:
         return self._consts[key]
 
 
-def _evaluate(tree: E.Expr, p: Tensor, y: Tensor, ops: _TorchOps, pad: bool) -> Tensor:
-    """``E.evaluate(tree, p, y, namespace="torch")`` with ``ops``' constants; ``pad``: the tree
-    lacks ``p`` or ``y`` (its value is broadcast to their shape, as there)."""
-    from ..expr.tree import fold
+class _LossTree:
+    """One expression loss, evaluated as ``E.evaluate(tree, p, y, namespace="torch")`` evaluates
+    it, except that what does not depend on ``p`` is computed once: subtrees of constants (0-dim
+    tensors, as there) and subtrees of ``y`` alone, which take one value where the one-hot ``y``
+    is 1 and another where it is 0, so that each step they cost one ``where``. The values are the
+    same bits: the operations are element-wise and their kernels give the same value at every
+    position of a tensor (a test checks values and gradients on random trees)."""
 
-    out = fold(tree, p=p, y=y, const=lambda v: ops.const(v, p), apply=lambda prim, args: prim.fn(ops, *args))
-    return out + 0 * p + 0 * y if pad else out
+    def __init__(self, tree: E.Expr, ops: _TorchOps, *, dtype: torch.dtype, device: torch.device) -> None:
+        self.tree, self.ops = tree, ops
+        self.pad = tree.symbols != {"p", "y"}       # E.evaluate broadcasts such a value to p's shape
+        self.fixed: dict[int, Tensor] = {}          # id(node) -> its value (constants only)
+        self.by_y: dict[int, tuple[Tensor, Tensor]] = {}   # id(node) -> (value at y = 0, at y = 1)
+        like = torch.zeros((), dtype=dtype, device=device)
+        self._plan(tree, like, torch.tensor([0.0, 1.0] * 16, dtype=dtype, device=device))
+
+    def _fold(self, node: E.Expr, p: Tensor, y: Tensor) -> Tensor:
+        from ..expr.tree import fold
+
+        return fold(node, p=p, y=y, const=lambda v: self.ops.const(v, p),
+                    apply=lambda prim, args: prim.fn(self.ops, *args))
+
+    def _plan(self, node: E.Expr, like: Tensor, ys: Tensor) -> None:
+        if not node.args:
+            return
+        symbols = node.symbols
+        if "p" not in symbols:
+            if "y" in symbols:
+                out = self._fold(node, like, ys)
+                self.by_y[id(node)] = (out[0].clone(), out[1].clone())
+            else:
+                self.fixed[id(node)] = self._fold(node, like, like)
+            return
+        for arg in node.args:
+            self._plan(arg, like, ys)
+
+    @property
+    def uses_y_values(self) -> bool:
+        return bool(self.by_y)
+
+    def __call__(self, p: Tensor, y: Tensor, y_is_one: Tensor | None) -> Tensor:
+        ops, fixed, by_y = self.ops, self.fixed, self.by_y
+
+        def value(node: E.Expr) -> Tensor:
+            if node.op == "p":
+                return p
+            if node.op == "y":
+                return y
+            if node.op == "const":
+                return ops.const(node.value, p)
+            key = id(node)
+            if key in fixed:
+                return fixed[key]
+            if key in by_y:
+                return torch.where(y_is_one, by_y[key][1], by_y[key][0])
+            return E.PRIMITIVES[node.op].fn(ops, *[value(a) for a in node.args])
+
+        out = value(self.tree)
+        return out + 0 * p + 0 * y if self.pad else out
 
 
 class LossGroups:
@@ -258,7 +314,7 @@ class LossGroups:
     """
 
     def __init__(self, specs: list[str], criteria: dict[str, nn.Module]) -> None:
-        self.trees: list[tuple[int, E.Expr, bool]] = []       # (members, tree, lacks p or y)
+        self.trees: list[tuple[int, E.Expr]] = []             # (members, tree)
         self.modules: list[nn.Module] = []                    # one per member of a registered loss
         last = None
         for spec in specs:
@@ -268,12 +324,20 @@ class LossGroups:
             elif self.modules:
                 raise ValueError("members of expression losses must come first (loss_order)")
             elif last is criteria[spec]:
-                self.trees[-1] = (self.trees[-1][0] + 1, tree, self.trees[-1][2])
+                self.trees[-1] = (self.trees[-1][0] + 1, tree)
             else:
-                self.trees.append((1, tree, tree.symbols != {"p", "y"}))
+                self.trees.append((1, tree))
             last = criteria[spec]
-        self.n_expression = sum(size for size, *_ in self.trees)
+        self.n_expression = sum(size for size, _ in self.trees)
         self._ops = _TorchOps()
+        self._compiled: dict[tuple, list[_LossTree]] = {}     # per (dtype, device)
+
+    def _loss_trees(self, like: Tensor) -> list[_LossTree]:
+        key = (like.dtype, like.device)
+        if key not in self._compiled:
+            self._compiled[key] = [_LossTree(tree, self._ops, dtype=like.dtype, device=like.device)
+                                   for _, tree in self.trees]
+        return self._compiled[key]
 
     def __call__(self, logits: Tensor, labels: Tensor, model: StackedModel) -> tuple[list[Tensor], Tensor]:
         """``(roots, losses)`` for logits ``(M, B, C)`` (float32) and labels ``(M, B)``: ``losses``
@@ -283,11 +347,13 @@ class LossGroups:
         ne = self.n_expression
         if ne:
             p = torch.softmax(logits[:ne], dim=-1)
-            onehot = F.one_hot(labels[:ne], logits.shape[-1]).to(logits.dtype)
-            sizes = [size for size, *_ in self.trees]
-            for (_, tree, pad), pk, yk in zip(self.trees, p.split(sizes), onehot.split(sizes)):
-                out = _evaluate(tree, pk, yk, self._ops, pad)
-                per_member = out.mean(-1).mean(-1)            # expression_loss: class mean, batch mean
+            trees = self._loss_trees(p)
+            hot = F.one_hot(labels[:ne], logits.shape[-1])
+            onehot = hot.to(logits.dtype)
+            sizes = [size for size, _ in self.trees]
+            is_one = hot.bool().split(sizes) if any(t.uses_y_values for t in trees) else [None] * len(sizes)
+            for tree, pk, yk, ok in zip(trees, p.split(sizes), onehot.split(sizes), is_one):
+                per_member = tree(pk, yk, ok).mean(-1).mean(-1)    # expression_loss: class mean, batch mean
                 roots.append(per_member.sum())
                 values.append(per_member.detach())
         for i, module in enumerate(self.modules, start=ne):
