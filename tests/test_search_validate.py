@@ -76,6 +76,10 @@ def test_candidates_are_what_the_files_hold(tmp_path):
     assert [(c.label, c.spec, c.edited) for c in found] == [
         ("#0", "expr:p - y", False), ("#0 tuned", "expr:1.5 * p - y", False),
         ("#1", "expr:square(p - y)", False)]
+    # validation exported the tuned version as 00.json: not an edit, the same candidates
+    E.save(E.parse("1.5 * p - y"), tmp_path / "hall_of_fame" / "00.json", rank=0, search_rank=0)
+    assert [(c.label, c.spec, c.edited) for c in candidates(tmp_path, result, 2)] == [
+        (c.label, c.spec, c.edited) for c in found]
     E.save(E.parse("p * y"), tmp_path / "hall_of_fame" / "00.json", rank=0, search_rank=0)   # edited
     said: list[str] = []
     found = candidates(tmp_path, result, 2, echo=said.append)

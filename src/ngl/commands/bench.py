@@ -178,8 +178,9 @@ def describe_grid(grid: Any, args: argparse.Namespace, runs: int) -> str:
         text += f"; from preset {args.preset!r}: " + ", ".join(
             f"{a} {','.join(map(str, getattr(grid, a))) or 'all registered'}" for a in inherited)
     if reset:
-        text += "; clean data only (the preset's variants go with its datasets; name --label-noise " \
-                "or --train-fraction to add some)"
+        what = {"label_noise": "no label noise", "train_fraction": "the whole training split"}
+        text += f"; {' and '.join(what[a] for a in reset)} (the preset's variants go with its datasets; " \
+                f"name {' or '.join('--' + a.replace('_', '-') for a in reset)} to add some)"
     return text
 
 

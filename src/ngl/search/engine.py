@@ -29,7 +29,7 @@ from .checkpoint import (CHECKPOINT, load_checkpoint, rng_state, save_checkpoint
 from .config import SearchConfig
 from .evaluate import cache_key
 from .fitness import FITNESS, check_task
-from .gp import Individual, Status, from_expr, is_valid, make_pset, make_toolbox, to_expr
+from .gp import WORST_FITNESS, Individual, Status, from_expr, is_valid, make_pset, make_toolbox, to_expr
 from .rejection import screen
 
 __all__ = ["SearchResult", "run_search", "unique_fraction", "tie_fraction", "revary_duplicates",
@@ -222,7 +222,7 @@ def _evaluate(pop: list[Individual], gen: int, st: _State, ctx: Any) -> dict[str
 
 def _row(gen: int, pop: list[Individual], stats: dict, revaried: int, wall: float,
          total: float, hof: list[dict]) -> dict[str, Any]:
-    fits = [ind.fitness.values[0] for ind in pop]
+    fits = [ind.fitness.values[0] for ind in pop if ind.status is Status.OK] or [WORST_FITNESS]
     req, scr = stats["requested"], stats["screened"]
     best = hof[0] if hof else {}
     return {"generation": gen, "best": best.get("fitness", max(fits)), "best_mean_gain": best.get("mean_gain"),

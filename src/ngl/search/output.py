@@ -62,7 +62,7 @@ def plot_generations(path: Path, logbook: list[dict]) -> Path:
     ax1.plot(gens, [100 * r["best"] for r in logbook], marker="o", label="best (lower bound)")
     ax1.plot(gens, [100 * (r.get("best_mean_gain") or r["best"]) for r in logbook], marker=".",
              label="best (mean)")
-    ax1.plot(gens, [100 * r["median"] for r in logbook], marker=".", label="median")
+    ax1.plot(gens, [100 * r["median"] for r in logbook], marker=".", label="median of the trained")
     ax1.axhline(0.0, color="grey", lw=0.8)
     ax1.set(xlabel="generation", ylabel="paired gain over CE (pp)", title="fitness")
     ax1.legend()

@@ -91,17 +91,17 @@ def candidates(out: Path, result: dict[str, Any], top: int, *,
     found: list[Candidate] = []
     for rank, entry in enumerate(result["hall_of_fame"][:top]):
         searched = pin_loss("expr:" + entry["infix"])[0]
+        t = tuned.get(rank)
+        tspec = pin_loss("expr:" + t["infix"])[0] if t and t.get("improved") else None
         path, doc = files.get(rank, (None, None))
         spec = pin_loss(str(path))[0] if path is not None else searched
-        edited = spec != searched
+        edited = spec not in (searched, tspec)          # validation may have exported the tuned one
         if edited:
             echo(f"{path} no longer holds the search's loss #{rank}; validating what it holds: {spec[5:]}")
-        found.append(Candidate(f"#{rank}", spec, rank, _sha(spec), str(path) if path else None, edited, doc))
-        t = tuned.get(rank)
-        if t and t.get("improved") and not edited:
-            tspec = pin_loss("expr:" + t["infix"])[0]
-            if tspec != spec:
-                found.append(Candidate(f"#{rank} tuned", tspec, rank, _sha(tspec), None, False, None))
+        base = spec if edited else searched
+        found.append(Candidate(f"#{rank}", base, rank, _sha(base), str(path) if path else None, edited, doc))
+        if tspec is not None and not edited and tspec != searched:
+            found.append(Candidate(f"#{rank} tuned", tspec, rank, _sha(tspec), None, False, doc))
     return found
 
 
