@@ -34,7 +34,7 @@ def test_named_axes_replace_the_presets_and_the_shape_is_printed(capsys):
         {("ce", 0, 0.0), ("ce", 1, 0.0), ("ngl", 0, 0.0), ("ngl", 1, 0.0)}
     assert "grid: datasets x variants x models x losses x seeds = 1 x 1 x 1 x 2 x 2 = 4 runs" in err
     assert "from preset 'default': models cnn_small" in err and "no label noise" in err
-    assert "name --label-noise to add some" in err
+    assert "name --label-noise or --train-fraction to add some" in err
     # naming the variant axis too brings it back
     runs, err = _dry_run(capsys, "--datasets", "digits", "--losses", "ce,ngl", "--seeds", "0,1",
                          "--label-noise", "0,0.2")

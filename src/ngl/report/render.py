@@ -1,6 +1,8 @@
 """Write a :func:`~ngl.report.tables.summarize` summary as Markdown, CSV and JSON."""
 from __future__ import annotations
 
+import functools
+
 import csv
 import io
 import json
@@ -15,13 +17,15 @@ CSV_FIELDS = ["loss", "label", "dataset", "n", "expected", "mean_accuracy", "see
 
 
 def loss_label(spec: str) -> str:
-    """How a report names a loss: the paper's label of a registered loss (``f5 (NGL)``), the infix
-    of an expression loss (``expr:<infix>``, as bench stores a found loss; its file is listed in
-    the JSON's ``sources``), and the file name of a loss stored by path (stores written before
-    losses were pinned to their content).
+    """How a report names a loss: the paper's label of a registered loss (``f5 (NGL)``), the
+    readable form (:func:`ngl.expr.readable_infix`) of an expression loss (``expr:<infix>``, as
+    bench stores a found loss; its file and exact infix are in the JSON's ``sources``), and the
+    file name of a loss stored by path (stores written before losses were pinned to their content).
 
     >>> loss_label("expr:exp(2 - p) - y")
     'exp(2 - p) - y'
+    >>> loss_label("expr:y * (p + (-2.12193))")
+    'y * (p - 2.122)'
     >>> loss_label("runs/search/hall_of_fame/00.json")
     '00.json'
     """
@@ -30,8 +34,18 @@ def loss_label(spec: str) -> str:
     if spec in list_losses():
         return registered_label(spec)
     if spec.startswith("expr:"):
-        return spec[5:]
+        return _readable(spec[5:])
     return Path(spec).name if spec.endswith(".json") or "/" in spec else spec
+
+
+@functools.lru_cache(maxsize=256)
+def _readable(infix: str) -> str:
+    from ..expr import readable_infix
+
+    try:
+        return readable_infix(infix)
+    except ValueError:                  # not parseable (a store written by a newer ngl): as stored
+        return infix
 
 
 def _pp(v: float | None, signed: bool = True) -> str:
