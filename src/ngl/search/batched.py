@@ -44,7 +44,7 @@ from .batched_parts import (BatchedUnsupported, LossGroups, MemberSchedules, Sta
                             build_loss, loss_order)
 
 __all__ = ["MemberResult", "BatchedUnsupported", "train_population", "population_fitness",
-           "population_items", "population_task", "supports"]
+           "population_items", "population_task", "supports", "unsupported"]
 
 
 @dataclass
@@ -142,16 +142,22 @@ def population_fitness(task: Any, infixes: Sequence[str], seeds: Sequence[int], 
     return out
 
 
-def supports(task: Any) -> bool:
-    """Whether :func:`train_population` trains ``task`` exactly (an MLP, no augmentation, data in
-    memory, one training-split size), checked on the data of seed 0 without training."""
+def unsupported(task: Any) -> str | None:
+    """Why :func:`train_population` cannot train ``task`` exactly (``None``: it can: an MLP, no
+    augmentation, data in memory, one training-split size), checked on seed 0's data."""
     if task.model != "mlp":
-        return False
+        return (f"model {task.model!r} is not an MLP: convolutions and BatchNorm under vmap would "
+                f"not train exactly as the harness does")
     try:
         _load(task, [0], torch.device("cpu"), {})
-    except BatchedUnsupported:
-        return False
-    return True
+    except BatchedUnsupported as exc:
+        return str(exc)
+    return None
+
+
+def supports(task: Any) -> bool:
+    """Whether :func:`train_population` trains ``task`` exactly (:func:`unsupported`)."""
+    return unsupported(task) is None
 
 
 # --------------------------------------------------------------------------- data

@@ -112,6 +112,16 @@ _OUTPUT_DIRS = ("hall_of_fame", "validation")
 _FREE_ON_RESUME = ("generations", "validate_top", "select_seeds", "validate_seeds", "transfer", "execution")
 
 
+def _say_unbatched(config: SearchConfig, log: Callable[[str], None] | None) -> None:
+    """One line per fitness task the population engine cannot train: it trains one run at a time."""
+    from .batched import unsupported
+
+    for name, task in config.fitness_tasks().items():
+        why = unsupported(task)
+        if why and log:
+            log(f"{name} task: one training run at a time, not batched ({why})")
+
+
 def lock_folder(out: Path, owner: str) -> Any:
     """One ``ngl search`` or ``ngl search validate`` per folder at a time (:mod:`ngl.locking`)."""
     from ..locking import FolderLock
@@ -315,6 +325,7 @@ def run_search(config: SearchConfig, out_dir: str | os.PathLike[str], *, resume:
         for task in config.fitness_tasks().values():
             check_task(task)
         check_datasets_available((t.dataset, t.data_dir) for t in config.fitness_tasks().values())
+        _say_unbatched(config, log)
     pset = make_pset(const_range=config.const_range, primitives=config.primitives)
     tb = make_toolbox(pset, tournament_size=config.tournament_size, max_height=config.max_height,
                       init_max_height=config.init_max_height)

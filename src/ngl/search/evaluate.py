@@ -175,36 +175,48 @@ def train_jobs(jobs: list[Job], *, tasks: dict[str, TrainConfig], fitness: str |
                executor: Any, workers: int = 1, progress: Callable[[int], None] | None = None
                ) -> tuple[dict[Job, tuple[float | None, str | None]], bool]:
     """Accuracy (or ``None`` and the reason) of every job, and whether the population engine
-    trained them. Batched: one chunk per worker per task; else one run per job."""
-    out: dict[Job, tuple[float | None, str | None]] = {}
-    batched = bool(jobs) and all(_batchable(tasks[t], fitness) for t in {j[0] for j in jobs})
+    trained any. A task it can batch: one chunk per worker; the others: one run per job."""
     tick = progress or (lambda _n: None)
-    if batched:
-        from .batched import population_items, population_task
+    names = list(dict.fromkeys(j[0] for j in jobs))
+    batched = [n for n in names if _batchable(tasks[n], fitness)]
+    out = _train_batched([j for j in jobs if j[0] in batched], tasks, executor, workers, tick)
+    out.update(_train_one_by_one([j for j in jobs if j[0] not in batched], tasks, fitness, executor, tick))
+    return out, bool(batched)
 
-        items = []
-        for name in dict.fromkeys(j[0] for j in jobs):
-            members = [(spec, seed) for t, spec, seed in jobs if t == name]
-            size = max(1, math.ceil(len(members) / max(1, workers)))
-            items += [(name, item) for item in population_items(tasks[name], members, chunk_size=size,
-                                                                  device=tasks[name].device)]
-        by_item = {id(item): name for name, item in items}
-        for item, outcome in executor.map_unordered(population_task, [it for _, it in items]):
-            name = by_item[id(item)]
-            for spec, seed in item[1]:
-                out[(name, spec, seed)] = (None, outcome.error)
-            for r in (outcome.value or []) if outcome.error is None else []:
-                ok = r.status == "ok" and r.val_accuracy is not None and math.isfinite(r.val_accuracy)
-                out[(name, r.loss, r.seed)] = (r.val_accuracy if ok else None, None if ok else r.reason)
-            tick(len(item[1]))
-        return out, True
+
+def _train_batched(jobs: list[Job], tasks: dict[str, TrainConfig], executor: Any, workers: int,
+                   tick: Callable[[int], None]) -> dict[Job, tuple[float | None, str | None]]:
+    from .batched import population_items, population_task
+
+    out: dict[Job, tuple[float | None, str | None]] = {}
+    items = []
+    for name in dict.fromkeys(j[0] for j in jobs):
+        members = [(spec, seed) for t, spec, seed in jobs if t == name]
+        size = max(1, math.ceil(len(members) / max(1, workers)))
+        items += [(name, item) for item in population_items(tasks[name], members, chunk_size=size,
+                                                              device=tasks[name].device)]
+    by_item = {id(item): name for name, item in items}
+    for item, outcome in executor.map_unordered(population_task, [it for _, it in items]):
+        name = by_item[id(item)]
+        for spec, seed in item[1]:
+            out[(name, spec, seed)] = (None, outcome.error)
+        for r in (outcome.value or []) if outcome.error is None else []:
+            ok = r.status == "ok" and r.val_accuracy is not None and math.isfinite(r.val_accuracy)
+            out[(name, r.loss, r.seed)] = (r.val_accuracy if ok else None, None if ok else r.reason)
+        tick(len(item[1]))
+    return out
+
+
+def _train_one_by_one(jobs: list[Job], tasks: dict[str, TrainConfig], fitness: str | FitnessFn,
+                      executor: Any, tick: Callable[[int], None]) -> dict[Job, tuple[float | None, str | None]]:
+    out: dict[Job, tuple[float | None, str | None]] = {}
     items = [(job, _spec_infix(job[1]), tasks[job[0]], [job[2]], fitness) for job in jobs]
     for item, outcome in executor.map_unordered(fitness_task, items):
         value = outcome.value if outcome.error is None else None
         ok = value is not None and math.isfinite(value)
         out[item[0]] = (float(value) if ok else None, None if ok else (outcome.error or "no fitness value"))
         tick(1)
-    return out, False
+    return out
 
 
 def record_results(race: dict, results: dict[Job, tuple[float | None, str | None]],
