@@ -47,7 +47,7 @@ def _compiler() -> str | None:
 
 @functools.lru_cache(maxsize=1)
 def kernel() -> ctypes.CDLL | None:
-    """The loaded library (``ngl_forward_f32``), or None if disabled or it cannot be built."""
+    """The loaded library (``ngl_labels_f32``, ``ngl_dense_f32``), or None if disabled or it cannot be built."""
     if os.environ.get("NGL_NATIVE", "1") == "0":
         return None
     cc = _compiler()
@@ -73,8 +73,8 @@ def kernel() -> ctypes.CDLL | None:
         warnings.warn(f"ngl: native NGL kernel unavailable ({exc.__class__.__name__}); using the "
                       f"torch fast path", RuntimeWarning, stacklevel=2)
         return None
-    fn = lib.ngl_forward_f32
-    fp, i64 = ctypes.c_void_p, ctypes.c_int64
-    fn.argtypes = [fp, fp, i64, i64, i64, fp, fp, ctypes.c_int, ctypes.c_float, fp, fp]
-    fn.restype = ctypes.c_int
+    fp, i64, f32, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float, ctypes.c_int
+    lib.ngl_labels_f32.argtypes = [fp, fp, i64, i64, i64, fp, i32, f32, i64, i32, fp, fp, fp, fp]
+    lib.ngl_dense_f32.argtypes = [fp, fp, i64, i64, i64, fp, i32, f32, i32, fp, fp, fp]
+    lib.ngl_labels_f32.restype = lib.ngl_dense_f32.restype = i32
     return lib
