@@ -205,6 +205,8 @@ def value_and_grad(logits: Tensor, target: Tensor, alpha: float,
             return fused_forward(logits, target, alpha)
         except torch.OutOfMemoryError:
             raise
+        except torch._dynamo.exc.FailOnRecompileLimitHit:   # too many shape/dtype variants: this
+            return forward(logits, target, alpha)            # one runs eagerly, the others stay fused
         except Exception as exc:   # no working compiler/Triton here: eager torch ops from now on
             _FUSED_BROKEN.append(f"{type(exc).__name__}: {exc}"[:200])
             warnings.warn(f"ngl: compiling the fused NGL path failed ({_FUSED_BROKEN[0]}); using "
