@@ -46,7 +46,7 @@ def reference_ngl(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 LOSSES = {
     "ngl": lambda z, t: ngl_loss(z, t),
     "ngl_torch": lambda z, t: _ngl_fused.FastNGL.apply(z.float(), t.float() if t.is_floating_point() else t,
-                                                       ALPHA, z.shape[1] / z.numel(), "torch"),
+                                                       ALPHA, "mean", "torch"),
     "reference": reference_ngl,
     "cross_entropy": lambda z, t: F.cross_entropy(z, t),
 }

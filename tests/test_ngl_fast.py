@@ -52,6 +52,14 @@ def forward(request):
     return lambda z, t, a=ALPHA: fused.forward(z, t, a)
 
 
+@pytest.fixture(params=["native", "torch"])
+def forward_impl(request):
+    """An implementation by name, with its ``reduction`` argument."""
+    if request.param == "native" and _native.kernel() is None:
+        pytest.skip("no C compiler: native kernel unavailable")
+    return lambda z, t, a, reduction: fused.IMPLEMENTATIONS[request.param](z, t, a, reduction)
+
+
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("scale", [1.0, 8.0])
 def test_fast_forward_matches_numpy(forward, shape, scale):
@@ -88,6 +96,23 @@ def test_fast_forward_one_hot_equals_labels(forward, shape):
     (v1, g1), (v2, g2) = forward(z, t), forward(z, onehot)
     torch.testing.assert_close(v2, v1, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(g2, g1, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["labels", "soft"])
+def test_fast_forward_reductions(forward_impl, kind):
+    """``reduction="mean"``/``"sum"``: the per-sample values' mean/sum and the gradient of it."""
+    rng = np.random.default_rng(13)
+    for shape in [(16, 10), (8, 100), (2, 21, 5, 7)]:
+        z = torch.from_numpy((rng.standard_normal(shape) * 3).astype(np.float32))
+        t = (torch.from_numpy(rng.integers(0, shape[1], size=(shape[0],) + shape[2:])) if kind == "labels"
+             else torch.from_numpy(soft_targets(rng, shape).astype(np.float32)))
+        value, grad = forward_impl(z, t, ALPHA, "none")
+        n = value.numel()
+        for reduction, scale in (("mean", 1 / n), ("sum", 1.0)):
+            total, g = forward_impl(z, t, ALPHA, reduction)
+            assert total.shape == ()
+            torch.testing.assert_close(total, value.sum() * scale, rtol=2e-6, atol=0)
+            torch.testing.assert_close(g, grad * scale, rtol=1e-5, atol=1e-9)
 
 
 def test_torch_ops_dense_targets_in_float64():
@@ -224,9 +249,9 @@ def no_native(monkeypatch):
 def test_fused_path_is_chosen_without_native_kernel(no_native, monkeypatch):
     calls = []
 
-    def spy(z, t, a):
+    def spy(z, t, a, reduction="none"):
         calls.append(z.shape)
-        return fused.forward(z, t, a)
+        return fused.forward(z, t, a, reduction)
 
     monkeypatch.setattr(fused, "fused_forward", spy)
     monkeypatch.setattr(fused, "_can_compile", lambda device_type: True)
@@ -239,7 +264,7 @@ def test_fused_path_is_chosen_without_native_kernel(no_native, monkeypatch):
 
 
 def test_fused_compile_failure_falls_back_to_torch_ops(no_native, monkeypatch):
-    def broken(alpha):
+    def broken(*args):
         raise RuntimeError("no C++ compiler")
 
     monkeypatch.setattr(fused, "_compiled", broken)
@@ -266,6 +291,9 @@ def test_fused_forward_matches_numpy():
             np.testing.assert_allclose(value.numpy(), want, rtol=1e-6, atol=0)
             np.testing.assert_allclose(grad.numpy(), numpy_grad(z.astype(np.float64), target.astype(np.float64)
                                                                 if target is y else t), rtol=0, atol=1e-6)
+    total, g = fused.fused_forward(torch.from_numpy(z), torch.from_numpy(y), ALPHA, "mean")   # the last shape
+    torch.testing.assert_close(total, value.mean(), rtol=2e-6, atol=0)
+    torch.testing.assert_close(g, grad / value.numel(), rtol=1e-5, atol=1e-12)
 
 
 # --- the public ngl_loss: one native call per loss (labels checked, ignore_index and reduction in C)
@@ -274,7 +302,7 @@ def _native_or_skip():
         pytest.skip("no C compiler: native kernel unavailable")
 
 
-PUBLIC_SHAPES = [(128, 10), (64, 100), (16, 1000), (4, 21, 6, 5)]
+PUBLIC_SHAPES = [(128, 10), (600, 7), (64, 100), (16, 1000), (4, 21, 6, 5)]   # 600: blocks of 256 rows
 
 
 @pytest.mark.parametrize("shape", PUBLIC_SHAPES)

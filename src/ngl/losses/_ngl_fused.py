@@ -1,11 +1,16 @@
-"""NGL's fused value-and-gradient from logits and integer labels, in one forward pass.
+"""NGL's fused value-and-gradient from logits and integer labels or dense (one-hot/soft)
+targets, in one forward pass.
 
-The per-class term of a wrong class depends on ``p`` alone, ``h(p) = e^{α-p} - cos(cos(sin p))``;
-``h`` and ``h'`` are degree-8 Chebyshev interpolants on ``[0, 1]`` (abs. error < 2e-7 on values of
-4 to 11), evaluated by Horner's rule; the true class gets an exact correction::
+With labels, the per-class term of a wrong class depends on ``p`` alone,
+``h(p) = e^{α-p} - cos(cos(sin p))``; ``h`` and ``h'`` are degree-8 Chebyshev interpolants on
+``[0, 1]`` (abs. error < 2e-7 on values of 4 to 11), evaluated by Horner's rule; the true class
+gets an exact correction::
 
     value = (1/C) (sum_c h(p_c) + e^{α-2p_t} - e^{α-p_t})
     grad  = (1/C) p (dL/dp - sum_c p_c dL/dp_c),  dL/dp_c = h'(p_c) + [c = t](e^{α-p_t} - 2e^{α-2p_t})
+
+With dense targets ``e^{α - p(1+y)}`` is computed (one exponential per element) and only
+``k(p) = cos(cos(sin p))`` and ``k'`` are polynomials: ``dL/dp_c = -(1+y_c) e^{α-p_c(1+y_c)} - k'(p_c)``.
 
 Three implementations, picked by :func:`value_and_grad`:
 
@@ -15,9 +20,12 @@ Three implementations, picked by :func:`value_and_grad`:
    ``NGL_FUSED=0`` turns it off;
 3. :func:`forward` as plain torch ops, the fallback where compiling is unavailable.
 
-``torch.compile`` of a loss sees the whole thing as one custom op, ``ngl::value_and_grad``, with
-a fake (meta) implementation and a registered backward; eager code uses :class:`FastNGL`, an
-``autograd.Function`` with less per-call overhead.
+Each returns per-sample values or, with ``reduction="mean"``/``"sum"``, the reduced value and the
+gradient of it (the scale folded into the gradient's pass). ``torch.compile`` of a loss sees the
+whole thing as one custom op, ``ngl::value_and_grad``, with a fake (meta) implementation and a
+registered backward; eager code uses :class:`NativeNGL` (CPU float32: one kernel call that also
+checks labels, applies ``ignore_index`` and reduces) or :class:`FastNGL` (any implementation),
+``autograd.Function``s with less per-call overhead.
 """
 from __future__ import annotations
 
@@ -25,6 +33,7 @@ import ctypes
 import functools
 import os
 import warnings
+from typing import Callable
 
 import numpy as np
 import torch
@@ -79,14 +88,15 @@ def _horner(coef: tuple[float, ...], u: Tensor) -> Tensor:
     return out
 
 
-def forward(logits: Tensor, target: Tensor, alpha: float) -> tuple[Tensor, Tensor]:
-    """Per-sample value and logit gradient with torch ops (any device); ``target``: class labels
-    (int64, every one valid) or dense targets shaped like ``logits``."""
-    return _forward(logits, target, alpha, _poly_floats(alpha))
+def forward(logits: Tensor, target: Tensor, alpha: float, reduction: str = "none") -> tuple[Tensor, Tensor]:
+    """Per-sample values (or their mean/sum, ``reduction``) and the logit gradient of the loss,
+    with torch ops (any device); ``target``: class labels (int64, every one valid) or dense targets
+    shaped like ``logits``."""
+    return _forward(logits, target, alpha, _poly_floats(alpha), reduction=reduction)
 
 
-def _forward(logits: Tensor, target: Tensor, alpha: float, coef: tuple[tuple[float, ...], ...],
-             fused: bool = False) -> tuple[Tensor, Tensor]:
+def _forward(logits: Tensor, target: Tensor, alpha: float, coef: tuple[tuple[float, ...], ...], *,
+             reduction: str = "none", fused: bool = False) -> tuple[Tensor, Tensor]:
     """:func:`forward` with the coefficients given: pure torch ops, so Inductor can fuse it
     (``fused``: the softmax written out, one reciprocal per sample instead of a division per
     element)."""
@@ -109,8 +119,9 @@ def _forward(logits: Tensor, target: Tensor, alpha: float, coef: tuple[tuple[flo
         value = (_horner(coef[0], u).sum(1, keepdim=True) + e2 - e1).squeeze(1) / num_classes
         classes = torch.arange(num_classes, device=p.device).view((1, -1) + (1,) * (p.ndim - 2))
         d = _horner(coef[1], u) + (classes == idx) * (e1 - 2 * e2)   # true class: d/dp e^{a-2p}
-    grad = p * (d - (p * d).sum(1, keepdim=True)) / num_classes     # softmax backward
-    return value, grad
+    scale = 1.0 / value.numel() if reduction == "mean" else 1.0     # of the gradient, too
+    grad = p * (d - (p * d).sum(1, keepdim=True)) * (scale / num_classes)   # softmax backward
+    return (value, grad) if reduction == "none" else (value.sum() * scale, grad)
 
 
 _REDUCE = {"none": 0, "mean": 1, "sum": 2}
@@ -147,11 +158,12 @@ def native_call(lib, logits: Tensor, target: Tensor, alpha: float, *, ignore_ind
     return out, grad
 
 
-def native_forward(lib, logits: Tensor, target: Tensor, alpha: float) -> tuple[Tensor, Tensor]:
-    """Per-sample values and logit gradients by the native C kernel (CPU, float32)."""
+def native_forward(lib, logits: Tensor, target: Tensor, alpha: float,
+                   reduction: str = "none") -> tuple[Tensor, Tensor]:
+    """:func:`forward` by the native C kernel (CPU, float32)."""
     if logits.numel() == 0:
-        return logits.new_empty(logits.shape[:1] + logits.shape[2:]), torch.empty_like(logits)
-    return native_call(lib, logits, target, alpha)
+        return forward(logits, target, alpha, reduction)
+    return native_call(lib, logits, target, alpha, reduction=reduction)
 
 
 # --------------------------------------------------------------------------------------------
@@ -174,56 +186,73 @@ def fused_enabled(device: torch.device) -> bool:
     return os.environ.get("NGL_FUSED", "1") != "0" and not _FUSED_BROKEN and _can_compile(device.type)
 
 
-@functools.lru_cache(maxsize=8)
-def _compiled(alpha: float):
-    coef = _poly_floats(alpha)
-
-    def fn(logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
-        return _forward(logits, target, alpha, coef, fused=True)     # constants baked in
-    return torch.compile(fn, dynamic=None, fullgraph=True)
+def _fused_none(alpha: float, coef) -> Callable:
+    def none(logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+        return _forward(logits, target, alpha, coef, reduction="none", fused=True)    # constants baked in
+    return none
 
 
-def fused_forward(logits: Tensor, target: Tensor, alpha: float) -> tuple[Tensor, Tensor]:
-    """:func:`forward` compiled by Inductor; compiled on first use per alpha, target kind and
-    shape family."""
-    return _compiled(alpha)(logits, target)
+def _fused_mean(alpha: float, coef) -> Callable:
+    def mean(logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+        return _forward(logits, target, alpha, coef, reduction="mean", fused=True)
+    return mean
 
 
-def value_and_grad(logits: Tensor, target: Tensor, alpha: float,
-                   impl: str | None = None) -> tuple[Tensor, Tensor]:
-    """Per-sample values and logit gradients by the fastest implementation available, or by
-    ``impl`` (``"native"``, ``"fused"`` or ``"torch"``; benchmarks compare them). ``target``:
-    valid int64 labels or dense targets of the logits' shape and dtype."""
+def _fused_sum(alpha: float, coef) -> Callable:
+    def total(logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+        return _forward(logits, target, alpha, coef, reduction="sum", fused=True)
+    return total
+
+
+#: One function per reduction: one dynamo code object, so one recompile budget, each.
+_FUSED = {"none": _fused_none, "mean": _fused_mean, "sum": _fused_sum}
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled(alpha: float, reduction: str = "none") -> Callable:
+    return torch.compile(_FUSED[reduction](alpha, _poly_floats(alpha)), dynamic=None, fullgraph=True)
+
+
+def fused_forward(logits: Tensor, target: Tensor, alpha: float, reduction: str = "none") -> tuple[Tensor, Tensor]:
+    """:func:`forward` compiled by Inductor; compiled on first use per alpha, reduction, target
+    kind and shape family."""
+    return _compiled(alpha, reduction)(logits, target)
+
+
+def value_and_grad(logits: Tensor, target: Tensor, alpha: float, impl: str | None = None,
+                   reduction: str = "none") -> tuple[Tensor, Tensor]:
+    """Per-sample values (or their mean/sum) and the logit gradient of the loss by the fastest
+    implementation available, or by ``impl`` (``"native"``, ``"fused"`` or ``"torch"``; benchmarks
+    compare them). ``target``: valid int64 labels or dense targets of the logits' shape and dtype."""
     if impl is not None:
-        return IMPLEMENTATIONS[impl](logits, target, alpha)
+        return IMPLEMENTATIONS[impl](logits, target, alpha, reduction)
     if logits.device.type == "cpu" and logits.dtype == torch.float32:
         lib = _native.kernel()
         if lib is not None:
-            return native_forward(lib, logits, target, alpha)
+            return native_forward(lib, logits, target, alpha, reduction)
     if fused_enabled(logits.device) and logits.numel():
         try:
-            return fused_forward(logits, target, alpha)
+            return fused_forward(logits, target, alpha, reduction)
         except torch.OutOfMemoryError:
             raise
         except torch._dynamo.exc.FailOnRecompileLimitHit:   # too many shape/dtype variants: this
-            return forward(logits, target, alpha)            # one runs eagerly, the others stay fused
+            return forward(logits, target, alpha, reduction)  # one runs eagerly, the others stay fused
         except Exception as exc:   # no working compiler/Triton here: eager torch ops from now on
             _FUSED_BROKEN.append(f"{type(exc).__name__}: {exc}"[:200])
             warnings.warn(f"ngl: compiling the fused NGL path failed ({_FUSED_BROKEN[0]}); using "
                           f"torch ops", RuntimeWarning, stacklevel=2)
-    return forward(logits, target, alpha)
+    return forward(logits, target, alpha, reduction)
 
 
-def _native_or_fail(logits: Tensor, target: Tensor, alpha: float) -> tuple[Tensor, Tensor]:
+def _native_or_fail(logits: Tensor, target: Tensor, alpha: float, reduction: str) -> tuple[Tensor, Tensor]:
     lib = _native.kernel()
     if lib is None:
         raise RuntimeError("ngl: the native NGL kernel is unavailable (NGL_NATIVE=0 or no C compiler)")
-    return native_forward(lib, logits, target, alpha)
+    return native_forward(lib, logits, target, alpha, reduction)
 
 
 #: The implementations by name, for ``value_and_grad(..., impl=name)``.
-IMPLEMENTATIONS = {"native": _native_or_fail, "fused": lambda z, t, a: fused_forward(z, t, a),
-                   "torch": lambda z, t, a: forward(z, t, a)}
+IMPLEMENTATIONS = {"native": _native_or_fail, "fused": fused_forward, "torch": forward}
 
 
 # --------------------------------------------------------------------------------------------
@@ -274,26 +303,35 @@ def compiled_value(logits: Tensor, target: Tensor, alpha: float) -> Tensor:
     return torch.ops.ngl.value_and_grad(logits, target, alpha)[0]
 
 
+def _scaled_grad(ctx, grad_out: Tensor) -> Tensor:
+    """The saved gradient times the upstream one: for a reduced loss on CPU, ``loss.backward()``'s
+    1 hands the gradient through as it is (no pass over it; on a GPU reading it would sync)."""
+    (grad,) = ctx.saved_tensors
+    if ctx.per_sample:
+        return grad * grad_out.unsqueeze(1)
+    if grad.device.type == "cpu" and grad_out.item() == 1.0:
+        return grad
+    return grad * grad_out
+
+
 class FastNGL(torch.autograd.Function):
-    """Eager form: per-sample NGL from logits and valid labels or dense targets, the gradient
-    computed in the forward pass (first-order only: double backward raises)."""
+    """Eager form: NGL from logits and valid labels or dense targets, per sample or reduced
+    (``reduction`` ``"mean"``/``"sum"``, which saves an autograd node and a pass), the gradient
+    computed in the forward pass (first-order only: double backward raises); ``impl`` as
+    :func:`value_and_grad`."""
 
     @staticmethod
-    def forward(ctx, logits: Tensor, target: Tensor, alpha: float, total: float | None,
+    def forward(ctx, logits: Tensor, target: Tensor, alpha: float, reduction: str = "none",
                 impl: str | None = None) -> Tensor:
-        """Per-sample values, or with ``total`` their sum times ``total`` (the fused
-        unweighted mean/sum, which saves an autograd node); ``impl`` as :func:`value_and_grad`."""
-        value, grad = value_and_grad(logits, target, alpha, impl)
+        value, grad = value_and_grad(logits, target, alpha, impl, reduction)
         ctx.save_for_backward(grad)
-        ctx.total = total
-        return value if total is None else value.sum() * total
+        ctx.per_sample = reduction == "none"
+        return value
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out: Tensor):
-        (grad,) = ctx.saved_tensors
-        scale = grad_out.unsqueeze(1) if ctx.total is None else grad_out * ctx.total
-        return grad * scale, None, None, None, None
+        return _scaled_grad(ctx, grad_out), None, None, None, None
 
 
 def native_applies(logits: Tensor, target: Tensor) -> bool:
@@ -324,9 +362,4 @@ class NativeNGL(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out: Tensor):
-        (grad,) = ctx.saved_tensors
-        if ctx.per_sample:
-            grad = grad * grad_out.unsqueeze(1)
-        elif grad_out.item() != 1.0:       # loss.backward() passes 1: the kernel's gradient as it is
-            grad = grad * grad_out
-        return grad, None, None, None, None
+        return _scaled_grad(ctx, grad_out), None, None, None, None

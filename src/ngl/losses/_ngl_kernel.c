@@ -24,6 +24,7 @@
 #define DEG 8              /* polynomial degree: must equal DEGREE in _ngl_fused.py */
 #define NC (DEG + 1)       /* coefficients per polynomial; rows: h, h', k, k' */
 #define SMALL_C 48         /* rows with fewer classes are transposed and vectorised along B */
+#define CHUNK 256          /* rows per transposed block */
 
 enum { OK = 0, BAD_ARG = 1, NO_MEMORY = 2, BAD_LABEL = 3 };
 
@@ -205,9 +206,16 @@ static void plane_dense(const float *restrict z, const float *restrict y, int64_
     }
 }
 
-static void transpose(const float *restrict src, int64_t rows, int64_t cols, float *restrict dst) {
-    for (int64_t r = 0; r < rows; ++r)
-        for (int64_t c = 0; c < cols; ++c) dst[c * rows + r] = src[r * cols + c];
+/* Rows [0, n) of a (., C) matrix into a (C, n) block, and back: few classes are vectorised along
+ * the batch, CHUNK rows at a time (the block stays in cache). */
+static void gather_block(const float *restrict src, int64_t C, int64_t n, float *restrict dst) {
+    for (int64_t c = 0; c < C; ++c)
+        for (int64_t r = 0; r < n; ++r) dst[c * n + r] = src[r * C + c];
+}
+
+static void scatter_block(const float *restrict src, int64_t C, int64_t n, float *restrict dst) {
+    for (int64_t r = 0; r < n; ++r)
+        for (int64_t c = 0; c < C; ++c) dst[r * C + c] = src[c * n + r];
 }
 
 static double sum_of(const float *v, int64_t n) {
@@ -247,30 +255,31 @@ int ngl_labels_f32(const float *z, const int64_t *t, int64_t B, int64_t C, int64
         finish(acc, reduce, kept, total);
         return OK;
     }
-    const int small = (S == 1);        /* few classes: transpose to (C, B), vectorise along B */
-    const int64_t P = small ? B : S, rows = small ? 1 : B;
-    int64_t *tt = malloc(P * sizeof(int64_t) + ((small ? 2 * B * C : 0) + 6 * P) * sizeof(float));
+    const int small = (S == 1);        /* few classes: blocks of CHUNK rows, vectorised along B */
+    const int64_t P = small ? CHUNK : S, planes = small ? (B + CHUNK - 1) / CHUNK : B;
+    int64_t *tt = malloc(P * sizeof(int64_t) + ((small ? 2 * C * P : 0) + 6 * P) * sizeof(float));
     if (!tt) return NO_MEMORY;
-    float *zt = (float *)(tt + P), *gt = zt + (small ? B * C : 0), *gsv = zt + (small ? 2 * B * C : 0);
+    float *zt = (float *)(tt + P), *gt = zt + (small ? C * P : 0), *gsv = zt + (small ? 2 * C * P : 0);
     float *vs = gsv + P, *scratch = vs + P;
-    if (small) transpose(z, B, C, zt);
-    for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t r = 0; r < planes; ++r) {
+        const int64_t m = small ? (B - r * P < P ? B - r * P : P) : S;
         const int64_t *tr = t + r * P;
-        for (int64_t s = 0; s < P; ++s) {
+        if (small) gather_block(z + r * P * C, C, m, zt);
+        for (int64_t s = 0; s < m; ++s) {
             const int keep = tr[s] != ignore_index;
             tt[s] = keep ? tr[s] : 0;
             gsv[s] = keep ? gs : 0.0f;
         }
         float *g = small ? gt : grad + r * C * S, *v = value ? value + r * P : vs;
-        plane_labels(small ? zt : z + r * C * S, tt, C, P, coef, alpha, gsv, v, g, scratch);
-        for (int64_t s = 0; s < P; ++s) {
+        plane_labels(small ? zt : z + r * C * S, tt, C, m, coef, alpha, gsv, v, g, scratch);
+        for (int64_t s = 0; s < m; ++s) {
             if (tr[s] != ignore_index) continue;
             v[s] = 0.0f;
-            for (int64_t c = 0; c < C; ++c) g[c * P + s] = 0.0f;
+            for (int64_t c = 0; c < C; ++c) g[c * m + s] = 0.0f;
         }
-        acc += sum_of(v, P);
+        acc += sum_of(v, m);
+        if (small) scatter_block(gt, C, m, grad + r * P * C);
     }
-    if (small) transpose(gt, C, B, grad);
     free(tt);
     finish(acc, reduce, kept, total);
     return OK;
@@ -284,8 +293,8 @@ int ngl_dense_f32(const float *z, const float *y, int64_t B, int64_t C, int64_t 
     const int64_t n = B * S;
     const float gs = ((reduce == 1) ? (n ? 1.0f / (float)n : 0.0f) : 1.0f) / (float)C;
     const int small = (S == 1 && C < SMALL_C), rowwise = (S == 1 && !small);
-    const int64_t P = small ? B : S, rows = small ? 1 : B;
-    float *buf = malloc((rowwise ? C : (small ? 3 * B * C : 0) + 4 * P + C * P) * sizeof(float));
+    const int64_t P = small ? CHUNK : S, planes = small ? (B + CHUNK - 1) / CHUNK : B;
+    float *buf = malloc((rowwise ? C : (small ? 3 * C * P : 0) + 4 * P + C * P) * sizeof(float));
     if (!buf) return NO_MEMORY;
     double acc = 0.0;
     if (rowwise) {
@@ -295,16 +304,17 @@ int ngl_dense_f32(const float *z, const float *y, int64_t B, int64_t C, int64_t 
             acc += v;
         }
     } else {
-        float *zt = buf, *yt = buf + B * C, *gt = buf + 2 * B * C;
-        float *vs = small ? buf + 3 * B * C : buf, *scratch = vs + P;
-        if (small) { transpose(z, B, C, zt); transpose(y, B, C, yt); }
-        for (int64_t r = 0; r < rows; ++r) {
-            float *v = value ? value + r * P : vs;
-            plane_dense(small ? zt : z + r * C * S, small ? yt : y + r * C * S, C, P, coef, alpha,
-                        gs, v, small ? gt : grad + r * C * S, scratch);
-            acc += sum_of(v, P);
+        float *zt = buf, *yt = buf + C * P, *gt = buf + 2 * C * P;
+        float *vs = small ? buf + 3 * C * P : buf, *scratch = vs + P;
+        for (int64_t r = 0; r < planes; ++r) {
+            const int64_t m = small ? (B - r * P < P ? B - r * P : P) : S;
+            if (small) { gather_block(z + r * P * C, C, m, zt); gather_block(y + r * P * C, C, m, yt); }
+            float *v = value ? value + r * P : vs, *g = small ? gt : grad + r * C * S;
+            plane_dense(small ? zt : z + r * C * S, small ? yt : y + r * C * S, C, m, coef, alpha,
+                        gs, v, g, scratch);
+            acc += sum_of(v, m);
+            if (small) scatter_block(gt, C, m, grad + r * P * C);
         }
-        if (small) transpose(gt, C, B, grad);
     }
     free(buf);
     finish(acc, reduce, n, total);

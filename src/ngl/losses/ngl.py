@@ -89,9 +89,9 @@ def ngl_loss(input: Tensor, target: Tensor, *, alpha: float = NGL_ALPHA, from_lo
         if torch.compiler.is_compiling():      # one custom op with a fake kernel: no graph break
             per_sample = _fused.compiled_value(x, y, float(alpha))
         elif sample_weight is None and reduction != "none" and count:
-            return _fused.FastNGL.apply(x, y, float(alpha), 1.0 / count if reduction == "mean" else 1.0)
+            return _fused.FastNGL.apply(x, y, float(alpha), reduction)
         else:
-            per_sample = _fused.FastNGL.apply(x, y, float(alpha), None)
+            per_sample = _fused.FastNGL.apply(x, y, float(alpha))
     else:
         p = torch.softmax(x, dim=1) if from_logits else x
         if scaling:
