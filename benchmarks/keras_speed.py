@@ -4,11 +4,10 @@ soft targets, each against Keras' cross entropy given the same targets
 ``from_logits=True``), and against the published formula in ``keras.ops`` (``plain``).
 
 Each backend runs in its own subprocess (a process holds one Keras backend; TensorFlow and torch
-in one process crash), 1 thread, compiled as the backend compiles: ``jax.jit`` of
+in one process crash), 1 thread on one core (the process is pinned), compiled as the backend compiles: ``jax.jit`` of
 ``jax.value_and_grad``, ``tf.function`` around a ``GradientTape``, eager torch autograd.
-Candidates are interleaved; times are CPU time of the process (``time.process_time``: with one
-thread it is the work done, and it does not count the time other processes hold the CPU on a
-shared machine), of the fastest call over all repeats. Soft targets are label smoothing's
+Candidates are interleaved repeat by repeat; the fastest call over all repeats is reported (wall
+clock; on a shared, loaded machine the least disturbed call). Soft targets are label smoothing's
 ``0.9 * one_hot + 0.1 / C``.
 
     python benchmarks/keras_speed.py [--backends jax,tensorflow,torch] [--repeats 5]
@@ -106,12 +105,13 @@ def _inputs(backend: str, shape: tuple[int, ...]):
 
 
 def _best_ms(step, iters: int) -> float:
-    """CPU time of the fastest of ``iters`` calls (the least disturbed by other load)."""
+    """The fastest of ``iters`` calls, wall clock (the least disturbed by other load; CPU time is
+    no good here: XLA's worker threads make single calls' CPU times jitter both ways)."""
     best = float("inf")
     for _ in range(iters):
-        t0 = time.process_time()
+        t0 = time.perf_counter()
         step()
-        best = min(best, time.process_time() - t0)
+        best = min(best, time.perf_counter() - t0)
     return best * 1e3
 
 
@@ -176,10 +176,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--worker", choices=BACKENDS, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
+        if hasattr(os, "sched_setaffinity"):     # one core: XLA's CPU runtime starts worker threads
+            os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})
         shapes = [tuple(int(d) for d in s.split("x")) for s in args.shapes.split(",")]
         print(json.dumps(worker(args.worker, args.repeats, shapes)))
         return {}
-    result = {"benchmark": "keras_speed", "threads": 1, "clock": "process_time", "statistic": "fastest call", "machine": platform.machine(),
+    result = {"benchmark": "keras_speed", "threads": 1, "clock": "perf_counter", "statistic": "fastest call", "machine": platform.machine(),
               "load_average": os.getloadavg(), "before_source": str(args.before) if args.before else None,
               "backends": {}}
     for backend in args.backends.split(","):

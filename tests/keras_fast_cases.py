@@ -92,20 +92,61 @@ def _fast_path_at_every_size(monkeypatch):
 
 
 @pytest.mark.parametrize("target", ["labels", "one_hot", "soft"])
-def test_logits_take_the_fused_path_with_any_target(monkeypatch, target):
-    """On torch, logits with labels or dense targets go to ngl.losses.ngl_loss's fused path (the
-    native kernel); the other backends never touch it (nor import torch)."""
+def test_logits_take_the_native_kernel_with_any_target(monkeypatch, target):
+    """float32 logits with labels or dense targets: on torch ngl.losses.ngl_loss's fused path (the
+    native kernel), on jax the same kernel as an XLA custom call (CPU), on tensorflow XLA."""
     calls = []
     if BACKEND == "torch":
         import ngl.losses.ngl as tn
 
         real = tn.ngl_loss
         monkeypatch.setattr(tn, "ngl_loss", lambda *a, **k: calls.append(a[1].dtype) or real(*a, **k))
+    elif BACKEND == "jax":
+        from ngl.keras import _xla
+
+        real = _xla.per_sample
+        monkeypatch.setattr(_xla, "per_sample", lambda *a: calls.append(a[1].dtype) or real(*a))
     y, x = case((6, 5), target, True)
     got = nk.NGL(from_logits=True, reduction="none")(y, x.astype("float32"))
-    assert len(calls) == (BACKEND == "torch")
+    assert len(calls) == (BACKEND != "tensorflow")
     np.testing.assert_allclose(to_np(got), numpy_ngl(y, x.astype("float32").astype("float64"), from_logits=True,
                                                      scaling=False), rtol=1e-6)
+
+
+@pytest.mark.parametrize("extreme", [False, True])
+@pytest.mark.parametrize("shape", SHAPES + [(300, 7)])
+@pytest.mark.parametrize("target", ["labels", "one_hot", "soft"])
+def test_logits_in_float32_with_any_target(shape, target, extreme):
+    """The native paths (float32 logits) against the float64 formula: values within 1e-6
+    relative, gradients within float32 rounding (as test_fast_path_in_float32); eager and, on jax
+    and tensorflow, compiled (jit of value and gradient)."""
+    y, x = case(shape, target, True, extreme)
+    x32 = x.astype("float32")
+    y32 = y if target == "labels" else y.astype("float32")
+    loss = nk.NGL(from_logits=True, reduction="none")
+    want = numpy_ngl(y, x32.astype("float64"), from_logits=True, scaling=False)
+    np.testing.assert_allclose(to_np(loss(y32, x32)), want, rtol=1e-6, atol=0)
+    g_ref = grad(lambda a, b: plain_ngl(a, b, from_logits=True, scaling=False), y32, x32)
+    atol = 5e-5 * np.abs(g_ref).max() + 1e-8
+    np.testing.assert_allclose(grad(loss, y32, x32), g_ref, rtol=0, atol=atol)
+    if BACKEND == "jax":
+        value, g = jax.jit(jax.value_and_grad(lambda b: ops.sum(loss(y32, b))))(x32)
+        np.testing.assert_allclose(to_np(value), want.sum(), rtol=1e-6)
+        np.testing.assert_allclose(to_np(g), g_ref, rtol=0, atol=atol)
+
+
+def test_jax_bad_labels_inside_jit_are_refused_by_the_kernel():
+    """On jax (CPU, float32 logits) the XLA custom call checks labels while the step runs, so a
+    bad label is refused even inside jax.jit (the polynomial path cannot read them)."""
+    if BACKEND != "jax":
+        return
+    from ngl.keras import _xla
+
+    assert _xla.available()
+    x = RNG.normal(size=(4, 5)).astype("float32")
+    loss = nk.NGL(from_logits=True)
+    with pytest.raises(Exception, match=r"ngl: class label 7 out of range \[0, 4\] for 5 classes"):
+        jax.block_until_ready(jax.jit(lambda a, b: loss(a, b))(np.array([0, 1, 7, 2]), x))
 
 
 def test_tensorflow_takes_the_published_formula_below_the_threshold(monkeypatch):

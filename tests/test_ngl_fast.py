@@ -399,3 +399,16 @@ def test_targets_that_need_a_gradient_take_the_exact_formula():
 
     with pytest.raises(InputError, match="targets that need no gradient"):
         ngl_loss(x, y, fast=True)
+
+
+def test_probabilities_outside_0_1_take_the_formula():
+    """issue 20: from_logits=False on values outside [0, 1] applies the published formula as
+    given (Keras does the same: tests/keras_fast_cases.py), golden value 6.85203 for [[2, 0, 0]]."""
+    p = np.array([[2.0, 0.0, 0.0], [2.0, -1.0, 0.5], [0.2, 0.3, 0.5]])
+    t = np.array([0, 2, 1])
+    y = np.eye(3)[t]
+    want = (np.exp(ALPHA - p * (1 + y)) - np.cos(np.cos(np.sin(p)))).mean(1)
+    for dtype in (torch.float32, torch.float64):
+        got = ngl_loss(torch.from_numpy(p).to(dtype), torch.from_numpy(t), from_logits=False, reduction="none")
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-6)
+    assert want[0] == pytest.approx(6.85203, abs=1e-5)

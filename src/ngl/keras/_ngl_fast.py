@@ -229,6 +229,10 @@ def _fast_per_sample(y: Any, x: Any, *, alpha: float, from_logits: bool, scaling
     if backend == "torch" and from_logits and not scaling:
         return _torch_kernel(x, y, alpha, labels)
     if backend == "jax":
+        from . import _xla
+
+        if from_logits and not scaling and _xla.applies(x):
+            return _xla.per_sample(x, y, alpha, labels)
         return _jax_value(x, y, alpha, from_logits, scaling)
     if backend == "tensorflow" and _small(x):
         return published(y, x, alpha=alpha, from_logits=from_logits, scaling=scaling)

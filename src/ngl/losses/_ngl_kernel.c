@@ -21,6 +21,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef __cplusplus          /* also compiled into the XLA custom call (ngl/keras/_ngl_xla.cc) */
+#define restrict __restrict__
+#endif
+
 #define DEG 8              /* polynomial degree: must equal DEGREE in _ngl_fused.py */
 #define NC (DEG + 1)       /* coefficients per polynomial; rows: h, h', k, k' */
 #define SMALL_C 48         /* rows with fewer classes are transposed and vectorised along B */
@@ -257,7 +261,7 @@ int ngl_labels_f32(const float *z, const int64_t *t, int64_t B, int64_t C, int64
     }
     const int small = (S == 1);        /* few classes: blocks of CHUNK rows, vectorised along B */
     const int64_t P = small ? CHUNK : S, planes = small ? (B + CHUNK - 1) / CHUNK : B;
-    int64_t *tt = malloc(P * sizeof(int64_t) + ((small ? 2 * C * P : 0) + 6 * P) * sizeof(float));
+    int64_t *tt = (int64_t *)malloc(P * sizeof(int64_t) + ((small ? 2 * C * P : 0) + 6 * P) * sizeof(float));
     if (!tt) return NO_MEMORY;
     float *zt = (float *)(tt + P), *gt = zt + (small ? C * P : 0), *gsv = zt + (small ? 2 * C * P : 0);
     float *vs = gsv + P, *scratch = vs + P;
@@ -294,7 +298,7 @@ int ngl_dense_f32(const float *z, const float *y, int64_t B, int64_t C, int64_t 
     const float gs = ((reduce == 1) ? (n ? 1.0f / (float)n : 0.0f) : 1.0f) / (float)C;
     const int small = (S == 1 && C < SMALL_C), rowwise = (S == 1 && !small);
     const int64_t P = small ? CHUNK : S, planes = small ? (B + CHUNK - 1) / CHUNK : B;
-    float *buf = malloc((rowwise ? C : (small ? 3 * C * P : 0) + 4 * P + C * P) * sizeof(float));
+    float *buf = (float *)malloc((rowwise ? C : (small ? 3 * C * P : 0) + 4 * P + C * P) * sizeof(float));
     if (!buf) return NO_MEMORY;
     double acc = 0.0;
     if (rowwise) {
