@@ -135,6 +135,25 @@ def test_logits_in_float32_with_any_target(shape, target, extreme):
         np.testing.assert_allclose(to_np(g), g_ref, rtol=0, atol=atol)
 
 
+def test_jax_without_a_cxx_compiler_takes_the_polynomial_path(monkeypatch):
+    """No C++ compiler (or NGL_NATIVE=0): no custom call, the XLA polynomial path, same numbers."""
+    if BACKEND != "jax":
+        return
+    from ngl import kernels
+    from ngl.keras import _xla
+
+    monkeypatch.setattr(kernels, "compiler", lambda cxx=False: None)
+    assert _xla.available.__wrapped__() is False
+    monkeypatch.setenv("NGL_NATIVE", "0")
+    assert _xla.available.__wrapped__() is False
+    monkeypatch.setattr(_xla, "available", lambda: False)
+    monkeypatch.setattr(_xla, "per_sample", lambda *a: pytest.fail("custom call used"))
+    y, x = case((6, 5), "soft", True)
+    got = nk.NGL(from_logits=True, reduction="none")(y, x.astype("float32"))
+    np.testing.assert_allclose(to_np(got), numpy_ngl(y, x.astype("float32").astype("float64"), from_logits=True,
+                                                     scaling=False), rtol=1e-6)
+
+
 def test_jax_bad_labels_inside_jit_are_refused_by_the_kernel():
     """On jax (CPU, float32 logits) the XLA custom call checks labels while the step runs, so a
     bad label is refused even inside jax.jit (the polynomial path cannot read them)."""

@@ -19,8 +19,10 @@ No autodiff runs through the polynomials; how the derivative is supplied suits e
   training step is not compiled) returns the value and the derivative with respect to the input
   (logits through the softmax, or probabilities through the sigmoid of ``scaling=True``); the
   backward pass only scales it (``tf.custom_gradient`` via ``keras.ops.custom_gradient``).
-- jax: the polynomials are ``jax.custom_jvp`` functions whose derivative is the derivative
-  polynomial; ``jax.jit`` fuses the rest.
+- jax: float32 logits on the CPU (labels or dense targets) run NGL's native kernel as an XLA
+  custom call (:mod:`ngl.keras._xla`, one pass for value and gradient); otherwise the
+  polynomials are ``jax.custom_jvp`` functions whose derivative is the derivative polynomial and
+  ``jax.jit`` fuses the rest.
 - torch: logits, with integer labels or dense targets, go to the fused path of
   :mod:`ngl.losses.ngl` (the native C kernel on CPU; torch is imported then, and only on the torch
   backend); other inputs take the TensorFlow form in eager torch ops (``torch.autograd.Function``
