@@ -39,7 +39,8 @@ KINDS = ("labels", "one_hot", "soft")
 def reference_ngl(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """The published PyTorch code: one_hot + softmax + element-wise ops, mean over everything."""
     p = F.softmax(logits, dim=1)
-    y = target.to(p.dtype) if target.is_floating_point() else F.one_hot(target, logits.shape[1]).movedim(-1, 1).to(p.dtype)
+    y = target if target.is_floating_point() else F.one_hot(target, logits.shape[1]).movedim(-1, 1)
+    y = y.to(p.dtype)
     return torch.mean(torch.exp(ALPHA - p * (1 + y)) - torch.cos(torch.cos(torch.sin(p))))
 
 

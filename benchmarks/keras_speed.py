@@ -4,8 +4,9 @@ soft targets, each against Keras' cross entropy given the same targets
 ``from_logits=True``), and against the published formula in ``keras.ops`` (``plain``).
 
 Each backend runs in its own subprocess (a process holds one Keras backend; TensorFlow and torch
-in one process crash), 1 thread on one core (the process is pinned), compiled as the backend compiles: ``jax.jit`` of
-``jax.value_and_grad``, ``tf.function`` around a ``GradientTape``, eager torch autograd.
+in one process crash), 1 thread on one core (the process is pinned), compiled as the backend
+compiles: ``jax.jit`` of ``jax.value_and_grad``, ``tf.function`` around a ``GradientTape``, eager
+torch autograd.
 Candidates are interleaved repeat by repeat; the fastest call over all repeats is reported (wall
 clock; on a shared, loaded machine the least disturbed call). Soft targets are label smoothing's
 ``0.9 * one_hot + 0.1 / C``.
@@ -181,7 +182,8 @@ def main(argv: list[str] | None = None) -> dict:
         shapes = [tuple(int(d) for d in s.split("x")) for s in args.shapes.split(",")]
         print(json.dumps(worker(args.worker, args.repeats, shapes)))
         return {}
-    result = {"benchmark": "keras_speed", "threads": 1, "clock": "perf_counter", "statistic": "fastest call", "machine": platform.machine(),
+    result = {"benchmark": "keras_speed", "threads": 1, "clock": "perf_counter", "statistic": "fastest call",
+              "machine": platform.machine(),
               "load_average": os.getloadavg(), "before_source": str(args.before) if args.before else None,
               "backends": {}}
     for backend in args.backends.split(","):

@@ -43,8 +43,8 @@ from torch.autograd.function import once_differentiable
 from ..errors import InputError
 from . import _native
 
-__all__ = ["DEGREE", "poly", "forward", "native_forward", "fused_forward", "value_and_grad",
-           "fused_enabled", "IMPLEMENTATIONS", "FastNGL", "compiled_value"]
+__all__ = ["DEGREE", "poly", "forward", "native_call", "native_forward", "fused_forward", "value_and_grad",
+           "fused_enabled", "IMPLEMENTATIONS", "FastNGL", "NativeNGL", "native_applies", "compiled_value"]
 
 DEGREE = 8   # must equal DEG in _ngl_kernel.c
 
