@@ -276,6 +276,27 @@ def test_fused_compile_failure_falls_back_to_torch_ops(no_native, monkeypatch):
     assert not fused.fused_enabled(z.device)    # not retried on every call
 
 
+def test_fused_recompile_limit_runs_that_call_eagerly(no_native, monkeypatch):
+    """dynamo's recompile limit (many shape/dtype variants) is no compiler failure: that call runs
+    the torch ops, later ones stay fused and nothing warns."""
+    class FailOnRecompileLimitHit(Exception):
+        pass
+
+    def limit(*args):
+        raise FailOnRecompileLimitHit("Hard failure due to fullgraph=True")
+
+    monkeypatch.setattr(fused, "fused_forward", limit)
+    monkeypatch.setattr(fused, "_can_compile", lambda device_type: True)
+    z, t = torch.randn(8, 5), torch.randint(0, 5, (8,))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = ngl_loss(z, t)
+    torch.testing.assert_close(out, ngl_loss(z, t, fast=False), atol=1e-6, rtol=0)
+    assert fused.fused_enabled(z.device)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(_native._compiler() is None, reason="Inductor needs a C++ compiler on CPU")
 def test_fused_forward_matches_numpy():

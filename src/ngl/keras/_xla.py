@@ -11,6 +11,7 @@ Torch is never imported.
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 from pathlib import Path
 from typing import Any
@@ -32,9 +33,13 @@ def available() -> bool:
     """Whether the custom calls ``ngl_labels_f32`` / ``ngl_dense_f32`` are registered with XLA."""
     if os.environ.get("NGL_NATIVE", "1") == "0":
         return False
-    import jax
-    import jax.ffi
+    try:                                  # jax.ffi with ffi_call(vmap_method=...): jax 0.4.36 and later
+        import jax.ffi
 
+        if "vmap_method" not in inspect.signature(jax.ffi.ffi_call).parameters:
+            return False
+    except (ImportError, AttributeError):
+        return False
     cxx = kernels.compiler(cxx=True)
     if cxx is None:
         return False

@@ -235,9 +235,9 @@ def value_and_grad(logits: Tensor, target: Tensor, alpha: float, impl: str | Non
             return fused_forward(logits, target, alpha, reduction)
         except torch.OutOfMemoryError:
             raise
-        except torch._dynamo.exc.FailOnRecompileLimitHit:   # too many shape/dtype variants: this
-            return forward(logits, target, alpha, reduction)  # one runs eagerly, the others stay fused
         except Exception as exc:   # no working compiler/Triton here: eager torch ops from now on
+            if type(exc).__name__ == "FailOnRecompileLimitHit":   # too many shape/dtype variants:
+                return forward(logits, target, alpha, reduction)   # this one eager, the rest fused
             _FUSED_BROKEN.append(f"{type(exc).__name__}: {exc}"[:200])
             warnings.warn(f"ngl: compiling the fused NGL path failed ({_FUSED_BROKEN[0]}); using "
                           f"torch ops", RuntimeWarning, stacklevel=2)
