@@ -1,12 +1,14 @@
 """One prepared GPU check: NGL vs the reference code vs CE on CUDA, and AMP train steps.
 
-1. Loss forward+backward at the benchmark shapes of ``loss_speed.py``, in float32 and bfloat16:
+1. Loss forward+backward at the benchmark shapes of ``loss_speed.py``, for integer labels,
+   one-hot and soft targets (``0.9 * one_hot + 0.1 / C``), in float32 and bfloat16:
    ``ngl`` (the public ``ngl_loss``: on CUDA the Inductor-fused path), ``ngl_torch`` (the same
-   math as unfused torch ops, what CUDA ran before), the reference code and ``F.cross_entropy``;
-   ms per step, ratios to CE, and the largest value/gradient difference of ``ngl`` against
-   ``ngl_loss(..., fast=False)`` (the published formula, float64).
+   math as unfused torch ops, what CUDA ran before), the reference code and ``F.cross_entropy``
+   with the same targets; ms per step, ratios to CE, and the largest value/gradient difference of
+   ``ngl`` against ``ngl_loss(..., fast=False)`` (the published formula, float64).
 2. A few AMP (bfloat16 autocast) train steps of resnet50 at 224 px and inception_v3 at 299 px
-   (``ngl.models.build_model``, the paper's head) with NGL and with CE, in images/s.
+   (``ngl.models.build_model``, the paper's head) with NGL (labels and soft targets) and with CE,
+   in images/s.
 3. The batched search fitness (``ngl.search.batched``) on CUDA: 64, 256 and 1024 (loss, seed)
    members of the default fitness task trained at once, in members per second, beside the
    harness's runs per second one at a time.
@@ -34,21 +36,33 @@ from ngl.losses import _ngl_fused, ngl_loss
 
 SHAPES = [(128, 10), (128, 100), (512, 1000), (64, 21, 64, 64)]
 MODELS = [("resnet50", 224), ("inception_v3", 299)]
+KINDS = ("labels", "one_hot", "soft")
 
 
-def reference_ngl(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def reference_ngl(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """The published PyTorch code: one_hot + softmax + element-wise ops, mean over everything."""
     p = F.softmax(logits, dim=1)
-    y = F.one_hot(labels, logits.shape[1]).movedim(-1, 1).to(p.dtype)
+    y = target if target.is_floating_point() else F.one_hot(target, logits.shape[1]).movedim(-1, 1)
+    y = y.to(p.dtype)
     return torch.mean(torch.exp(ALPHA - p * (1 + y)) - torch.cos(torch.cos(torch.sin(p))))
 
 
 LOSSES = {
     "ngl": lambda z, t: ngl_loss(z, t),
-    "ngl_torch": lambda z, t: _ngl_fused.FastNGL.apply(z.float(), t, ALPHA, 1.0 / t.numel(), "torch"),
+    "ngl_torch": lambda z, t: _ngl_fused.FastNGL.apply(z.float(), t.float() if t.is_floating_point() else t,
+                                                       ALPHA, "mean", "torch"),
     "reference": reference_ngl,
     "cross_entropy": lambda z, t: F.cross_entropy(z, t),
 }
+
+
+def make_targets(shape, kind: str, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Labels, or one-hot / soft targets of the logits' shape and dtype."""
+    labels = torch.randint(0, shape[1], (shape[0],) + tuple(shape[2:]), device=device)
+    if kind == "labels":
+        return labels
+    one_hot = F.one_hot(labels, shape[1]).movedim(-1, 1).to(dtype).contiguous()
+    return one_hot if kind == "one_hot" else (0.9 * one_hot + 0.1 / shape[1]).contiguous()
 
 
 def sync(device: torch.device) -> None:
@@ -77,34 +91,34 @@ def agreement(z: torch.Tensor, t: torch.Tensor) -> dict[str, float]:
     """Largest |difference| of the fast NGL against the exact formula in float64."""
     a = z.detach().clone().requires_grad_(True)
     b = z.detach().double().clone().requires_grad_(True)
-    va, vb = ngl_loss(a, t), ngl_loss(b, t, fast=False)
+    va, vb = ngl_loss(a, t), ngl_loss(b, t.double() if t.is_floating_point() else t, fast=False)
     va.backward()
     vb.backward()
     return {"value": abs(va.item() - vb.item()),
             "grad": (a.grad.double() - b.grad).abs().max().item()}
 
 
+def loss_row(device: torch.device, shape, dtype: torch.dtype, kind: str, iters: int) -> dict:
+    z = torch.randn(*shape, device=device).to(dtype).requires_grad_(True)
+    t = make_targets(shape, kind, device, dtype)
+
+    def step(fn):
+        def run():
+            z.grad = None
+            fn(z, t).backward()
+        return run
+
+    ms = {name: time_ms(step(fn), iters, device) for name, fn in LOSSES.items()}
+    row = {"shape": list(shape), "dtype": str(dtype).replace("torch.", ""), "target": kind, "ms": ms,
+           "vs_ce": {k: v / ms["cross_entropy"] for k, v in ms.items()},
+           "max_abs_diff_vs_exact": agreement(z, t)}
+    print(f"{str(tuple(shape)):>18} {row['dtype']:>8} {kind:>8}  " + "  ".join(
+        f"{k} {v:8.3f} ms ({row['vs_ce'][k]:4.2f}x)" for k, v in ms.items()), flush=True)
+    return row
+
+
 def loss_rows(device: torch.device, shapes, dtypes, iters: int) -> list[dict]:
-    rows = []
-    for shape in shapes:
-        for dtype in dtypes:
-            z = torch.randn(*shape, device=device).to(dtype).requires_grad_(True)
-            t = torch.randint(0, shape[1], (shape[0],) + tuple(shape[2:]), device=device)
-
-            def step(fn):
-                def run():
-                    z.grad = None
-                    fn(z, t).backward()
-                return run
-
-            ms = {name: time_ms(step(fn), iters, device) for name, fn in LOSSES.items()}
-            row = {"shape": list(shape), "dtype": str(dtype).replace("torch.", ""), "ms": ms,
-                   "vs_ce": {k: v / ms["cross_entropy"] for k, v in ms.items()},
-                   "max_abs_diff_vs_exact": agreement(z, t)}
-            print(f"{str(tuple(shape)):>18} {row['dtype']:>8}  " + "  ".join(
-                f"{k} {v:8.3f} ms ({row['vs_ce'][k]:4.2f}x)" for k, v in ms.items()), flush=True)
-            rows.append(row)
-    return rows
+    return [loss_row(device, shape, dtype, kind, iters) for shape in shapes for dtype in dtypes for kind in KINDS]
 
 
 def train_rows(device: torch.device, models, steps: int, batch: int) -> list[dict]:
@@ -113,14 +127,16 @@ def train_rows(device: torch.device, models, steps: int, batch: int) -> list[dic
 
     rows = []
     for name, size in models:
-        for loss_name in ("ngl", "cross_entropy"):
+        for loss_name in ("ngl", "ngl_soft", "cross_entropy"):
             torch.manual_seed(0)
             model = build_model(name, num_classes=100, in_channels=3, image_size=size)
             model = model.to(device, memory_format=torch.channels_last)   # as ngl train does
             opt = torch.optim.Adam(model.parameters(), lr=1e-3)
             x = torch.randn(batch, 3, size, size, device=device).to(memory_format=torch.channels_last)
             y = torch.randint(0, 100, (batch,), device=device)
-            loss_fn = LOSSES[loss_name]
+            if loss_name == "ngl_soft":      # label-smoothed targets, as mixup/smoothing pipelines give
+                y = 0.9 * F.one_hot(y, 100).float() + 0.001
+            loss_fn = LOSSES[loss_name.removesuffix("_soft")]
 
             def step():
                 opt.zero_grad(set_to_none=True)

@@ -1,18 +1,21 @@
-"""Forward+backward speed of NGL in Keras 3 on every backend: ``ngl.keras.NGL`` vs Keras'
-``CategoricalCrossentropy(from_logits=True)`` vs the published formula in ``keras.ops``.
+"""Forward+backward speed of NGL in Keras 3 on every backend, for integer labels, one-hot and
+soft targets, each against Keras' cross entropy given the same targets
+(``SparseCategoricalCrossentropy`` for labels, ``CategoricalCrossentropy`` for dense targets, both
+``from_logits=True``), and against the published formula in ``keras.ops`` (``plain``).
 
 Each backend runs in its own subprocess (a process holds one Keras backend; TensorFlow and torch
-in one process crash), 1 thread, compiled as the backend compiles: ``jax.jit`` of
-``jax.value_and_grad``, ``tf.function`` around a ``GradientTape``, eager torch autograd.
-Candidates are interleaved; times are CPU time of the process (``time.process_time``: with one
-thread it is the work done, and it does not count the time other processes hold the CPU on a
-shared machine), the minimum over repeats of the per-repeat median. NGL gets integer labels (what ``model.fit`` feeds it), CE one-hot
-targets (what ``CategoricalCrossentropy`` needs), the plain formula one-hot targets.
+in one process crash), 1 thread on one core (the process is pinned), compiled as the backend
+compiles: ``jax.jit`` of ``jax.value_and_grad``, ``tf.function`` around a ``GradientTape``, eager
+torch autograd.
+Candidates are interleaved repeat by repeat; the fastest call over all repeats is reported (wall
+clock; on a shared, loaded machine the least disturbed call). Soft targets are label smoothing's
+``0.9 * one_hot + 0.1 / C``.
 
     python benchmarks/keras_speed.py [--backends jax,tensorflow,torch] [--repeats 5]
-        [--before benchmarks/results/keras_speed_before.json] [--out benchmarks/results/keras_speed.json]
+        [--before DIR] [--out benchmarks/results/keras_speed.json]
 
-``--before`` puts the figures of an earlier run (e.g. of the previous code) side by side.
+``--before DIR`` also times an earlier checkout's ``ngl.keras.NGL`` (``DIR/src``), each backend
+right after the current code's, so before and after come from one run.
 """
 from __future__ import annotations
 
@@ -20,7 +23,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -29,6 +31,7 @@ from pathlib import Path
 ALPHA = 2.4092
 SHAPES = [(128, 10), (128, 100), (512, 1000), (16, 64, 64, 21)]   # the last: (B, H, W, C)
 BACKENDS = ("jax", "tensorflow", "torch")
+KINDS = ("labels", "one_hot", "soft")
 THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1",
               "TF_NUM_INTEROP_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "3",
               "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
@@ -36,7 +39,7 @@ THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TF_NUM_INTRAOP_TH
 
 # ---------------------------------------------------------------- worker (one backend per process)
 def _losses():
-    """name -> (loss(y, logits), which targets it takes)."""
+    """name -> loss(y, logits) for each target kind."""
     import keras
     from keras import ops
 
@@ -45,11 +48,14 @@ def _losses():
     class Plain(keras.losses.Loss):     # a Keras loss: the same call overhead as the others
         def call(self, y, z):
             p = ops.softmax(z, axis=-1)
+            if len(y.shape) < len(z.shape):
+                y = ops.one_hot(ops.cast(y, "int32"), z.shape[-1], dtype=z.dtype)
             return ops.mean(ops.exp(ALPHA - p * (1.0 + y)) - ops.cos(ops.cos(ops.sin(p))), axis=-1)
 
-    return {"ngl": (nk.NGL(from_logits=True), "labels"),
-            "ce": (keras.losses.CategoricalCrossentropy(from_logits=True), "one_hot"),
-            "plain": (Plain(), "one_hot")}
+    ce = keras.losses.CategoricalCrossentropy(from_logits=True)
+    return {kind: {"ngl": nk.NGL(from_logits=True), "plain": Plain(),
+                   "ce": keras.losses.SparseCategoricalCrossentropy(from_logits=True) if kind == "labels" else ce}
+            for kind in KINDS}
 
 
 def _stepper(backend: str, loss, y, z):
@@ -84,104 +90,111 @@ def _inputs(backend: str, shape: tuple[int, ...]):
     z = (rng.normal(size=shape) * 2).astype("float32")
     labels = rng.integers(0, shape[-1], size=shape[:-1]).astype("int32")
     one_hot = np.eye(shape[-1], dtype="float32")[labels]
+    targets = {"labels": labels, "one_hot": one_hot, "soft": (0.9 * one_hot + 0.1 / shape[-1]).astype("float32")}
     if backend == "torch":
         import torch
 
-        return torch.tensor(z, requires_grad=True), {"labels": torch.tensor(labels).long(),
-                                                     "one_hot": torch.tensor(one_hot)}
+        return torch.tensor(z, requires_grad=True), {k: torch.tensor(v).long() if k == "labels" else torch.tensor(v)
+                                                     for k, v in targets.items()}
     if backend == "tensorflow":
         import tensorflow as tf
 
-        return tf.constant(z), {"labels": tf.constant(labels), "one_hot": tf.constant(one_hot)}
+        return tf.constant(z), {k: tf.constant(v) for k, v in targets.items()}
     import jax.numpy as jnp
 
-    return jnp.asarray(z), {"labels": jnp.asarray(labels), "one_hot": jnp.asarray(one_hot)}
+    return jnp.asarray(z), {k: jnp.asarray(v) for k, v in targets.items()}
 
 
-def _median_ms(step, iters: int) -> float:
-    times = []
+def _best_ms(step, iters: int) -> float:
+    """The fastest of ``iters`` calls, wall clock (the least disturbed by other load; CPU time is
+    no good here: XLA's worker threads make single calls' CPU times jitter both ways)."""
+    best = float("inf")
     for _ in range(iters):
-        t0 = time.process_time()
+        t0 = time.perf_counter()
         step()
-        times.append(time.process_time() - t0)
-    return statistics.median(times) * 1e3
+        best = min(best, time.perf_counter() - t0)
+    return best * 1e3
 
 
-def worker(backend: str, repeats: int) -> list[dict]:
-    """Time every candidate at every shape on the backend of this process."""
+def worker(backend: str, repeats: int, shapes) -> list[dict]:
+    """Time every candidate at every shape and target kind on the backend of this process."""
     if backend == "torch":
         import torch
 
         torch.set_num_threads(1)
     losses = _losses()
     rows = []
-    for shape in SHAPES:
+    for shape in shapes:
         z, targets = _inputs(backend, shape)
-        steps = {name: _stepper(backend, fn, targets[kind], z) for name, (fn, kind) in losses.items()}
         numel = 1
         for d in shape:
             numel *= d
         iters = max(5, min(200, int(1e7 // numel)))
-        for step in steps.values():          # compile and warm up
-            for _ in range(3):
-                step()
-        best = {name: float("inf") for name in steps}
-        for _ in range(repeats):
-            for name, step in steps.items():
-                best[name] = min(best[name], _median_ms(step, iters))
-        rows.append({"shape": list(shape), "ms": best, "ngl_vs_ce": best["ngl"] / best["ce"],
-                     "ngl_vs_plain": best["ngl"] / best["plain"],
-                     "plain_vs_ce": best["plain"] / best["ce"]})
+        for kind in KINDS:
+            steps = {name: _stepper(backend, fn, targets[kind], z) for name, fn in losses[kind].items()}
+            for step in steps.values():          # compile and warm up
+                for _ in range(3):
+                    step()
+            best = {name: float("inf") for name in steps}
+            for _ in range(repeats):
+                for name, step in steps.items():
+                    best[name] = min(best[name], _best_ms(step, iters))
+            rows.append({"shape": list(shape), "target": kind, "ms": best,
+                         "ngl_vs_ce": best["ngl"] / best["ce"], "ngl_vs_plain": best["ngl"] / best["plain"],
+                         "plain_vs_ce": best["plain"] / best["ce"]})
     return rows
 
 
 # ---------------------------------------------------------------- driver
-def _run_backend(backend: str, repeats: int) -> list[dict]:
+def _run_backend(backend: str, repeats: int, shapes: str, source: Path | None = None) -> list[dict]:
     env = {**os.environ, **THREAD_ENV, "KERAS_BACKEND": backend}
-    proc = subprocess.run([sys.executable, __file__, "--worker", backend, "--repeats", str(repeats)],
-                          env=env, capture_output=True, text=True, timeout=1800)
+    if source is not None:
+        env["PYTHONPATH"] = str(source / "src")
+    proc = subprocess.run([sys.executable, __file__, "--worker", backend, "--repeats", str(repeats),
+                           "--shapes", shapes], env=env, capture_output=True, text=True, timeout=3600)
     if proc.returncode != 0:
         raise RuntimeError(f"{backend} worker failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _before_ms(before: dict | None, backend: str, shape: list[int]) -> float | None:
-    for row in (before or {}).get("backends", {}).get(backend, []):
-        if row["shape"] == shape:
-            return row["ms"]["ngl"]
-    return None
-
-
-def _print_row(backend: str, row: dict, before_ms: float | None) -> None:
+def _print_row(backend: str, row: dict) -> None:
     ms = row["ms"]
-    was = "" if before_ms is None else f" | before {before_ms:7.3f} ms ({before_ms / ms['ngl']:4.2f}x faster now)"
-    print(f"{backend:>10} {str(tuple(row['shape'])):>17}  ngl {ms['ngl']:7.3f}  CE {ms['ce']:7.3f}  "
-          f"plain {ms['plain']:7.3f} ms | ngl/CE {row['ngl_vs_ce']:5.2f}x  ngl/plain "
-          f"{row['ngl_vs_plain']:5.2f}x{was}", flush=True)
+    was = "" if "before" not in row else (f" | before {row['before']['ms']:7.3f} ms, "
+                                          f"{row['before']['ngl_vs_ce']:5.2f}x CE")
+    print(f"{backend:>10} {str(tuple(row['shape'])):>17} {row['target']:>8}  ngl {ms['ngl']:7.3f}  "
+          f"CE {ms['ce']:7.3f}  plain {ms['plain']:7.3f} ms | ngl/CE {row['ngl_vs_ce']:5.2f}x  "
+          f"ngl/plain {row['ngl_vs_plain']:5.2f}x{was}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated Keras backends")
     ap.add_argument("--repeats", type=int, default=5, help="interleaved repeats per candidate")
-    ap.add_argument("--before", type=Path, help="JSON of an earlier run, shown side by side")
+    ap.add_argument("--shapes", default=",".join("x".join(map(str, s)) for s in SHAPES),
+                    help="e.g. '128x10,512x1000' (class axis last)")
+    ap.add_argument("--before", type=Path, help="an earlier checkout: time its ngl.keras.NGL too")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/keras_speed.json"))
     ap.add_argument("--worker", choices=BACKENDS, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
-        print(json.dumps(worker(args.worker, args.repeats)))
+        if hasattr(os, "sched_setaffinity"):     # one core: XLA's CPU runtime starts worker threads
+            os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})
+        shapes = [tuple(int(d) for d in s.split("x")) for s in args.shapes.split(",")]
+        print(json.dumps(worker(args.worker, args.repeats, shapes)))
         return {}
-    before = json.loads(args.before.read_text()) if args.before else None
-    result = {"benchmark": "keras_speed", "threads": 1, "clock": "process_time", "machine": platform.machine(),
-              "load_average": os.getloadavg(), "backends": {}}
+    result = {"benchmark": "keras_speed", "threads": 1, "clock": "perf_counter", "statistic": "fastest call",
+              "machine": platform.machine(),
+              "load_average": os.getloadavg(), "before_source": str(args.before) if args.before else None,
+              "backends": {}}
     for backend in args.backends.split(","):
-        rows = _run_backend(backend, args.repeats)
+        rows = _run_backend(backend, args.repeats, args.shapes)
+        if args.before:
+            before = _run_backend(backend, args.repeats, args.shapes, args.before)
+            for row, was in zip(rows, before):
+                row["before"] = {"ms": was["ms"]["ngl"], "ce_ms": was["ms"]["ce"], "ngl_vs_ce": was["ngl_vs_ce"]}
         result["backends"][backend] = rows
         for row in rows:
-            before_ms = _before_ms(before, backend, row["shape"])
-            if before_ms is not None:
-                row["ngl_before_ms"] = before_ms
-            _print_row(backend, row, before_ms)
+            _print_row(backend, row)
     result["load_average_end"] = os.getloadavg()
     from ngl.fileio import write_json_atomic
 

@@ -52,7 +52,8 @@ def test_fullgraph_reduction_none_and_weight(spec):
     compare(spec, False, "aot_eager", reduction="none", weight=torch.tensor([0.5, 1.0, 2.0, 3.0]))
 
 
-def test_ngl_graph_holds_the_custom_op():
+@pytest.mark.parametrize("soft", [False, True], ids=["labels", "soft"])
+def test_ngl_graph_holds_the_custom_op(soft):
     """dynamo sees the native kernel as one op (no graph break, no ctypes call in the graph)."""
     graphs = []
 
@@ -61,24 +62,27 @@ def test_ngl_graph_holds_the_custom_op():
         return gm.forward
 
     torch._dynamo.reset()
-    x, t = inputs(False)
+    x, t = inputs(soft)
     torch.compile(get_loss("ngl"), fullgraph=True, backend=backend)(x, t)
     targets = [str(n.target) for gm in graphs for n in gm.graph.nodes if n.op == "call_function"]
     assert "ngl.value_and_grad" in targets, targets
 
 
-def test_fake_kernel_matches_real_one():
+@pytest.mark.parametrize("soft", [False, True], ids=["labels", "soft"])
+def test_fake_kernel_matches_real_one(soft):
     from torch.library import opcheck
 
-    x, t = inputs(False)
-    opcheck(torch.ops.ngl.value_and_grad.default, (x.requires_grad_(True), t.clamp_min(0), 2.4092),
+    x, t = inputs(soft)
+    opcheck(torch.ops.ngl.value_and_grad.default, (x.requires_grad_(True), t if soft else t.clamp_min(0), 2.4092),
             test_utils=("test_schema", "test_faketensor", "test_autograd_registration",
                         "test_aot_dispatch_dynamic"))
 
 
 @pytest.mark.slow
-def test_fullgraph_inductor_ngl():
-    compare("ngl", False, "inductor")
+@pytest.mark.parametrize("soft", [False, True], ids=["labels", "soft"])
+def test_fullgraph_inductor_ngl(soft):
+    """Forward and backward of NGL under Inductor equal eager, labels and soft targets."""
+    compare("ngl", soft, "inductor")
 
 
 @pytest.mark.parametrize("spec", ["ngl", "sce"])

@@ -38,3 +38,14 @@ def test_import_ngl_keras_does_not_import_torch_on_jax():
     proc, _ = _run(["-c", code], "jax")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "False"
+
+
+def test_keras_registry_imports_no_loss_module():
+    """No import cycle: ngl.keras.losses imports the registry, never the other way round (not even
+    inside a function)."""
+    import ast
+
+    tree = ast.parse((ROOT / "src" / "ngl" / "keras" / "registry.py").read_text())
+    imported = [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
+    imported += [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
+    assert not [m for m in imported if m.lstrip(".").startswith(("losses", "ngl.keras.losses", "_ngl_fast"))], imported

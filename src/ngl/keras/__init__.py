@@ -18,8 +18,9 @@ never torch unless torch is that backend; ``import ngl`` alone never imports ker
 """
 from ..expr import NGL_ALPHA as ALPHA   # former ngl.keras.ALPHA: now the one copy in ngl.expr
 from ._common import KerasLoss, NGLKerasLoss, dense_targets, log_probs, targets
-from .registry import LOSSES, from_expression, get_loss, list_losses
-from .losses import CE, CEL2, NGL, SCE, Expression, Focal, LabelSmoothingCE, Poly1, apply_l2  # noqa: E402  (registers)
+from .registry import LOSSES, list_losses
+from .losses import (CE, CEL2, NGL, SCE, Expression, Focal, LabelSmoothingCE, Poly1, apply_l2,  # registers
+                     from_expression, get_loss)
 
 __all__ = ["NGL", "CE", "CEL2", "Focal", "SCE", "Poly1", "LabelSmoothingCE", "Expression",
            "KerasLoss", "NGLKerasLoss", "apply_l2", "get_loss", "list_losses", "from_expression",

@@ -19,14 +19,18 @@ No autodiff runs through the polynomials; how the derivative is supplied suits e
   training step is not compiled) returns the value and the derivative with respect to the input
   (logits through the softmax, or probabilities through the sigmoid of ``scaling=True``); the
   backward pass only scales it (``tf.custom_gradient`` via ``keras.ops.custom_gradient``).
-- jax: the polynomials are ``jax.custom_jvp`` functions whose derivative is the derivative
-  polynomial; ``jax.jit`` fuses the rest.
-- torch: logits with integer labels go to the fused C kernel of :mod:`ngl.losses.ngl` (torch is
-  imported then, and only on the torch backend); other inputs take the TensorFlow form in eager
-  torch ops (``torch.autograd.Function`` via ``keras.ops.custom_gradient``).
+- jax: float32 logits on the CPU (labels or dense targets) run NGL's native kernel as an XLA
+  custom call (:mod:`ngl.keras._xla`, one pass for value and gradient); otherwise the
+  polynomials are ``jax.custom_jvp`` functions whose derivative is the derivative polynomial and
+  ``jax.jit`` fuses the rest.
+- torch: logits, with integer labels or dense targets, go to the fused path of
+  :mod:`ngl.losses.ngl` (the native C kernel on CPU; torch is imported then, and only on the torch
+  backend); other inputs take the TensorFlow form in eager torch ops (``torch.autograd.Function``
+  via ``keras.ops.custom_gradient``).
 
-Exact only for ``p`` in ``[0, 1]``: probabilities given directly (``from_logits=False``) must be
-a softmax output, as a probability is.
+The polynomials hold for ``p`` in ``[0, 1]``: probabilities given directly (``from_logits=False``)
+outside it make the batch take the published formula element by element (``keras.ops.cond``), so
+the value is the formula's, as in :func:`ngl.losses.ngl_loss`.
 """
 from __future__ import annotations
 
@@ -177,13 +181,15 @@ def _jax_value(x: Any, y: Any, alpha: float, from_logits: bool, scaling: bool) -
     return (ops.sum(h(s), axis=-1) + ops.exp(alpha - 2.0 * s_t) - ops.exp(alpha - s_t)) / x.shape[-1]
 
 
-def _torch_kernel(x: Any, labels: Any, alpha: float) -> Any:
-    """Logits and integer labels on the torch backend: :func:`ngl.losses.ngl_loss`'s fused path."""
+def _torch_kernel(x: Any, y: Any, alpha: float, labels: bool) -> Any:
+    """Logits on the torch backend, with integer labels or dense targets: the fused path of
+    :func:`ngl.losses.ngl_loss` (the native C kernel on CPU), over ``(N, C)`` rows."""
     from ..losses.ngl import ngl_loss
 
-    flat = ngl_loss(x.reshape(-1, x.shape[-1]), labels.reshape(-1).long(), alpha=alpha,
-                    reduction="none", fast=True)
-    return flat.reshape(labels.shape)
+    num_classes = x.shape[-1]
+    target = y.reshape(-1).long() if labels else y.reshape(-1, num_classes)
+    flat = ngl_loss(x.reshape(-1, num_classes), target, alpha=alpha, reduction="none", fast=True)
+    return flat.reshape(x.shape[:-1])
 
 
 def published(y: Any, x: Any, *, alpha: float, from_logits: bool, scaling: bool) -> Any:
@@ -206,12 +212,29 @@ def _small(x: Any) -> bool:
 
 def ngl_per_sample(y: Any, x: Any, *, alpha: float, from_logits: bool, scaling: bool) -> Any:
     """Per-sample NGL of predictions ``x`` (``(..., C)``) against labels ``(...)`` or dense
-    targets ``(..., C)``, with a custom gradient (first order)."""
+    targets ``(..., C)``, with a custom gradient (first order).
+
+    Probabilities given directly (``from_logits=False``, ``scaling=False``) outside ``[0, 1]``
+    take the published formula as it is (as :func:`ngl.losses.ngl_loss` does): the polynomials
+    hold on ``[0, 1]`` only, so such a batch is computed element by element."""
+    if from_logits or scaling:                 # softmax and sigmoid outputs lie in [0, 1]
+        return _fast_per_sample(y, x, alpha=alpha, from_logits=from_logits, scaling=scaling)
+    in_range = ops.logical_and(ops.all(x >= 0.0), ops.all(x <= 1.0))
+    return ops.cond(in_range,
+                    lambda: _fast_per_sample(y, x, alpha=alpha, from_logits=False, scaling=False),
+                    lambda: published(y, x, alpha=alpha, from_logits=False, scaling=False))
+
+
+def _fast_per_sample(y: Any, x: Any, *, alpha: float, from_logits: bool, scaling: bool) -> Any:
     backend = keras.backend.backend()
     labels = len(y.shape) < len(x.shape)
-    if backend == "torch" and labels and from_logits and not scaling:
-        return _torch_kernel(x, y, alpha)
+    if backend == "torch" and from_logits and not scaling:
+        return _torch_kernel(x, y, alpha, labels)
     if backend == "jax":
+        from . import _xla
+
+        if from_logits and not scaling and _xla.applies(x):
+            return _xla.per_sample(x, y, alpha, labels)
         return _jax_value(x, y, alpha, from_logits, scaling)
     if backend == "tensorflow" and _small(x):
         return published(y, x, alpha=alpha, from_logits=from_logits, scaling=scaling)

@@ -22,13 +22,13 @@ from keras import ops
 
 from .. import expr as E
 from ..errors import InputTypeError
-from ..expr import NGL_ALPHA, as_expression
+from ..expr import NGL_ALPHA, as_expression, is_expression_spec
 from ._common import KerasLoss, check_bool, check_number, log_probs, targets
 from ._ngl_fast import ngl_per_sample
 from .registry import LOSSES
 
 __all__ = ["NGL", "CE", "CEL2", "Focal", "SCE", "Poly1", "LabelSmoothingCE", "Expression",
-           "apply_l2", "as_expression"]
+           "apply_l2", "as_expression", "get_loss", "from_expression"]
 
 _serializable = keras.saving.register_keras_serializable(package="ngl")
 
@@ -258,3 +258,41 @@ class Expression(KerasLoss):
 
     def __repr__(self) -> str:
         return f"Expression({E.to_infix(self.expression)!r}, from_logits={self.from_logits!r})"
+
+
+def get_loss(spec: str, **kwargs: Any) -> Any:
+    """A Keras loss by registry name (``"ngl"``), Keras registered name (``"ngl>NGL"``),
+    expression file (``*.json``) or ``"expr:<infix>"``; ``kwargs`` go to the constructor.
+
+    >>> get_loss("focal", gamma=1.5, from_logits=True)
+    Focal(from_logits=True, gamma=1.5, alpha=0.25)
+    >>> get_loss("ngl>NGL")
+    NGL(from_logits=False, alpha=2.4092, scaling=False)
+
+    Raises:
+        UnknownNameError: an unknown name (the message names close matches).
+    """
+    if not isinstance(spec, str):
+        raise InputTypeError(f"loss spec must be a string, got {type(spec).__name__}")
+    if spec in LOSSES:
+        return LOSSES.get(spec)(**kwargs)
+    if spec.startswith("ngl>"):
+        cls = keras.saving.get_registered_object(spec)
+        if cls is not None:
+            return cls(**kwargs)
+    if is_expression_spec(spec, registered=LOSSES):
+        return from_expression(spec, **kwargs)
+    return LOSSES.get(spec)(**kwargs)   # an unknown name: UnknownNameError naming close matches
+
+
+def from_expression(spec: Any, **kwargs: Any) -> Any:
+    """A Keras loss from an expression: an ``Expr``, a saved ``.json`` file (e.g. from the GP
+    search's hall of fame), its JSON document, or infix text. ``kwargs``: ``from_logits``,
+    ``reduction``, ``name``.
+
+    >>> from_expression("square(p - y)", from_logits=True)
+    Expression('square(p - y)', from_logits=True)
+    """
+    if isinstance(spec, os.PathLike):
+        spec = os.fspath(spec)
+    return Expression(spec, **kwargs)

@@ -9,9 +9,11 @@ per sample, with ``p = softmax(logits)`` and ``y`` the one-hot target. ``reducti
 averages over samples, which is exactly the reference code's ``torch.mean`` over the whole
 ``(B, C)`` tensor. ``reduction="none"`` returns the per-sample values (the class-mean above).
 
-The fast path (integer labels, logits, float32/16) never materialises the one-hot target and
-returns the value and the logit gradient from one forward pass (:mod:`ngl.losses._ngl_fused`):
-a native C kernel on CPU, an Inductor-fused kernel on CUDA, torch ops elsewhere.
+The fast path (logits, float32/16; integer labels, or one-hot/soft targets that need no gradient)
+never materialises a one-hot target and returns the value and the logit gradient from one
+forward pass (:mod:`ngl.losses._ngl_fused`): a native C kernel on CPU (which also checks the
+labels, applies ``ignore_index`` and reduces), an Inductor-fused kernel on CUDA, torch ops
+elsewhere.
 """
 from __future__ import annotations
 
@@ -55,7 +57,8 @@ def ngl_loss(input: Tensor, target: Tensor, *, alpha: float = NGL_ALPHA, from_lo
             ``mean`` divides by the total weight.
         ignore_index: label to skip (integer targets only).
         reduction: ``"mean"`` (the published value), ``"sum"``, or ``"none"`` (per sample).
-        fast: force (True) or forbid (False) the fused path; default: used where it applies.
+        fast: force (True) or forbid (False) the fused path; default: used where it applies
+            (logits, ``scaling=False``, not float64, targets that need no gradient).
 
     Returns:
         Scalar, or per-sample values ``(B,)``/``(B, d1, ...)`` with ``reduction="none"``.
@@ -70,21 +73,25 @@ def ngl_loss(input: Tensor, target: Tensor, *, alpha: float = NGL_ALPHA, from_lo
     Reference: S. Akhmedova, N. Körber, "Next Generation Loss Function for Image
     Classification", arXiv 2404.12948 (2024).
     """
+    if fast is not False and from_logits and not scaling and weight is None and _fused.native_applies(input, target):
+        return _fused.NativeNGL.apply(input, target, float(alpha), ignore_index, reduction)
     targets = prepare(input, target, ignore_index=ignore_index, weight=weight, name="ngl")
     dtype = compute_dtype(input)
-    usable = from_logits and not scaling and targets.index is not None
+    y = targets.index if targets.index is not None else targets.dense.to(dtype)
+    usable = from_logits and not scaling and not y.requires_grad
     if fast and not usable:
         raise InputError("ngl: the fast path needs logits (from_logits=True), scaling=False and "
-                         "integer class labels")
+                         "targets that need no gradient")
     x = input.to(dtype)
     sample_weight = targets.sample_weight(weight, dtype)
     if usable and (fast or (fast is None and dtype != torch.float64)):
+        count = x.numel() // max(x.shape[1], 1)
         if torch.compiler.is_compiling():      # one custom op with a fake kernel: no graph break
-            per_sample = _fused.compiled_value(x, targets.index, float(alpha))
-        elif sample_weight is None and reduction != "none" and (count := targets.index.numel()):
-            return _fused.FastNGL.apply(x, targets.index, float(alpha), 1.0 / count if reduction == "mean" else 1.0)
+            per_sample = _fused.compiled_value(x, y, float(alpha))
+        elif sample_weight is None and reduction != "none" and count:
+            return _fused.FastNGL.apply(x, y, float(alpha), reduction)
         else:
-            per_sample = _fused.FastNGL.apply(x, targets.index, float(alpha), None)
+            per_sample = _fused.FastNGL.apply(x, y, float(alpha))
     else:
         p = torch.softmax(x, dim=1) if from_logits else x
         if scaling:
