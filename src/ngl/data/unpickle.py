@@ -4,10 +4,10 @@ only NumPy's array reconstruction (no other class or function, so no code runs).
 >>> import pickle, numpy as np
 >>> restricted_loads(pickle.dumps({"data": np.arange(3, dtype=np.uint8)}, protocol=2))["data"]
 array([0, 1, 2], dtype=uint8)
->>> restricted_loads(pickle.dumps(print))
+>>> restricted_loads(pickle.dumps(len))
 Traceback (most recent call last):
 ...
-_pickle.UnpicklingError: global builtins.print is not allowed in a dataset pickle
+_pickle.UnpicklingError: global builtins.len is not allowed in a dataset pickle
 """
 from __future__ import annotations
 
